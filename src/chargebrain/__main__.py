@@ -1,0 +1,3 @@
+from chargebrain.cli import main
+
+raise SystemExit(main())

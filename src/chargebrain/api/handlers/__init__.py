@@ -1,0 +1,5 @@
+"""One module per command family; each exports COMMANDS (see api/commands.py)."""
+
+from chargebrain.api.handlers import devices, modbus
+
+HANDLER_MODULES = [modbus, devices]

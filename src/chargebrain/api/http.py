@@ -1,0 +1,110 @@
+"""The aiohttp application: `/cnf?cmd=…` dispatch, JSON answers, errors, and the web UI.
+
+Handlers are thin; this module parses, authorises (via `app.auth`), calls the handler and shapes
+the answer. Every refusal is a JSON string with a 4xx status; nothing here ever sends a traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import web
+
+from chargebrain.api.commands import Access, Command, all_commands
+from chargebrain.api.errors import ApiError
+from chargebrain.api.request import ApiRequest, parse_query_pairs
+
+if TYPE_CHECKING:
+    from chargebrain.app import ChargeBrain
+
+log = logging.getLogger(__name__)
+
+MAX_BODY_BYTES = 1 << 20
+APP_KEY = web.AppKey("chargebrain", object)
+
+
+def dumps(value: Any) -> str:
+    """Compact JSON, as the original answers (`{"8000d":-821755904,…}`)."""
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+
+def json_response(value: Any, status: int = 200, headers: dict[str, str] | None = None
+                  ) -> web.Response:
+    return web.Response(text=dumps(value), status=status, content_type="application/json",
+                        headers=headers)
+
+
+def error_response(err: ApiError) -> web.Response:
+    headers = {"WWW-Authenticate": 'Basic realm="chargebrain"'} if err.status == 401 else None
+    return json_response(err.message, err.status, headers)
+
+
+class CnfDispatcher:
+    """Routes `/cnf` requests to the command table."""
+
+    def __init__(self, app: ChargeBrain) -> None:
+        self.app = app
+        self.commands: dict[str, Command] = all_commands()
+
+    async def handle(self, request: web.Request) -> web.Response:
+        try:
+            return await self._handle(request)
+        except ApiError as err:
+            return error_response(err)
+        except Exception:  # a bug must not leak a traceback to the client
+            log.exception("internal error in %s", request.path_qs)
+            return json_response("internal error", 500)
+
+    async def _handle(self, request: web.Request) -> web.Response:
+        pairs = parse_query_pairs(request.query_string)
+        query: dict[str, str] = {}
+        for key, value in pairs:
+            query.setdefault(key, value)
+        cmd = query.get("cmd", "")
+        command = self.commands.get(cmd)
+        if command is None:
+            raise ApiError("unknown command" if cmd else "missing parameter cmd")
+        body = b""
+        if request.can_read_body:
+            if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
+                raise ApiError("request body too large", 413)
+            body = await request.content.read(MAX_BODY_BYTES + 1)
+            if len(body) > MAX_BODY_BYTES:
+                raise ApiError("request body too large", 413)
+        remote = request.remote or ""
+        principal = await self.app.auth.principal(request.headers.get("Authorization"), remote)
+        req = ApiRequest(cmd=cmd, query=query, body=body, remote=remote, principal=principal,
+                         pairs=pairs)
+        self.app.auth.require(req, command.access)
+        result = await command.handler(self.app, req)
+        if isinstance(result, web.StreamResponse):
+            return result
+        return json_response(result)
+
+
+def build_web_app(app: ChargeBrain) -> web.Application:
+    dispatcher = CnfDispatcher(app)
+    web_app = web.Application(client_max_size=MAX_BODY_BYTES, middlewares=[_collapse_slashes])
+    web_app[APP_KEY] = app
+    web_app.router.add_route("*", "/cnf", dispatcher.handle)
+    if hasattr(app, "web_ui"):
+        app.web_ui.add_routes(web_app)
+    return web_app
+
+
+@web.middleware
+async def _collapse_slashes(request: web.Request, handler: Any) -> web.StreamResponse:
+    """Serve `//cnf?…` like `/cnf?…` (some clients double the slash)."""
+    if "//" in request.path:
+        path = "/" + "/".join(part for part in request.path.split("/") if part)
+        request = request.clone(rel_url=request.rel_url.with_path(path)
+                                .with_query(request.query_string))
+        match = await request.app.router.resolve(request)
+        request._match_info = match  # type: ignore[attr-defined]
+        return await match.handler(request)
+    return await handler(request)
+
+
+__all__ = ["Access", "build_web_app", "dumps", "json_response"]

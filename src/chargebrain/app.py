@@ -1,0 +1,75 @@
+"""The process: wires store, parameters, devices, the HTTP and Modbus servers and the cycle.
+
+Everything runs in one asyncio event loop. `ChargeBrain.start()` opens every listening socket;
+`stop()` leaves the wallboxes as `disable_policy` says and closes the database.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+from aiohttp import web
+
+from chargebrain.api.http import build_web_app
+from chargebrain.auth import Authenticator
+from chargebrain.params import Params
+from chargebrain.store.db import Store
+
+log = logging.getLogger("chargebrain")
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    data_dir: Path = Path("data")
+    host: str = "127.0.0.1"
+    port: int = 4712
+    modbus_port: int = 4701  # 0 disables the Modbus TCP server
+    admin_password: str | None = None
+    cycle_ms: int = 3000
+    demo: bool = False
+
+
+class ChargeBrain:
+    """One running installation."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.store = Store.open(settings.data_dir)
+        self.params = Params(self.store)
+        self.auth = Authenticator(self.store, self.params)
+        self._runner: web.AppRunner | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self.http_port: int | None = None
+
+    async def start(self) -> None:
+        generated = self.auth.ensure_password(self.settings.admin_password)
+        if generated:
+            # Printed once, on the console only; the store keeps just the hash.
+            print(f"chargebrain: generated admin password: {generated}", flush=True)
+        self._runner = web.AppRunner(build_web_app(self), access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self.settings.host, self.settings.port)
+        await site.start()
+        self.http_port = _bound_port(site, self.settings.port)
+        log.info("HTTP API listening on http://%s:%d/cnf", self.settings.host, self.http_port)
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        if self._runner is not None:
+            await self._runner.cleanup()
+        self.store.close()
+
+
+def _bound_port(site: web.TCPSite, requested: int) -> int:
+    server = site._server  # aiohttp keeps the asyncio server here
+    if server is not None and server.sockets:
+        return int(server.sockets[0].getsockname()[1])
+    return requested

@@ -1,0 +1,58 @@
+"""Command line: `chargebrain serve [options]`."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import signal
+from pathlib import Path
+
+from chargebrain.app import ChargeBrain, Settings
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="chargebrain", description="EV charging manager")
+    sub = parser.add_subparsers(dest="command", required=True)
+    serve = sub.add_parser("serve", help="run the charging manager")
+    serve.add_argument("--data-dir", type=Path, default=Path("data"),
+                       help="folder for everything persistent (default: ./data)")
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    serve.add_argument("--port", type=int, default=4712, help="HTTP port (default 4712)")
+    serve.add_argument("--modbus-port", type=int, default=4701,
+                       help="first Modbus TCP port: EVSE on N, meters on N+1, N+2; 0 = off")
+    serve.add_argument("--admin-password", default=os.environ.get("CHARGEBRAIN_ADMIN_PASSWORD"),
+                       help="set the admin password (or CHARGEBRAIN_ADMIN_PASSWORD)")
+    serve.add_argument("--cycle-ms", type=int, default=3000,
+                       help="control cycle period in ms (250…60000, default 3000)")
+    serve.add_argument("--demo", action="store_true",
+                       help="add a simulated site (grid meter, PV, house, three wallboxes)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if not 250 <= args.cycle_ms <= 60000:
+        build_parser().error("--cycle-ms must be between 250 and 60000")
+    if not 0 <= args.modbus_port <= 65533:
+        build_parser().error("--modbus-port must be between 0 and 65533")
+    logging.basicConfig(level=logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    settings = Settings(data_dir=args.data_dir, host=args.host, port=args.port,
+                        modbus_port=args.modbus_port, admin_password=args.admin_password,
+                        cycle_ms=args.cycle_ms, demo=args.demo)
+    return asyncio.run(_serve(settings))
+
+
+async def _serve(settings: Settings) -> int:
+    app = ChargeBrain(settings)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await app.start()
+    await stop.wait()
+    logging.getLogger("chargebrain").info("stopping")
+    await app.stop()
+    return 0

@@ -1,0 +1,58 @@
+"""The database schema as an append-only list of named migrations.
+
+Never edit or reorder an entry that has shipped: add a new one at the end. Each migration runs
+in one transaction and is recorded in `schema_version`.
+"""
+
+MIGRATIONS: list[tuple[str, str]] = [
+    (
+        "0001_kv",
+        """
+        CREATE TABLE kv (
+            ns TEXT NOT NULL,          -- namespace: params, reg:evse, reg:meter1, secret, cm_vars…
+            key TEXT NOT NULL,
+            value TEXT NOT NULL,       -- JSON
+            PRIMARY KEY (ns, key)
+        )
+        """,
+    ),
+    (
+        "0002_devices",
+        """
+        CREATE TABLE devices (
+            dev_id TEXT PRIMARY KEY,   -- E<n> or M<n>
+            dev_type TEXT NOT NULL,
+            position INTEGER NOT NULL, -- display order
+            config TEXT NOT NULL       -- JSON object of the device's configuration
+        )
+        """,
+    ),
+    (
+        "0003_users",
+        """
+        CREATE TABLE users (
+            id TEXT PRIMARY KEY,       -- the user id (a secret credential)
+            data TEXT NOT NULL         -- JSON user object
+        )
+        """,
+    ),
+    (
+        "0004_transactions",
+        """
+        CREATE TABLE transactions (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            dev_id TEXT NOT NULL,
+            user_id TEXT,
+            rfid TEXT,
+            start_ts REAL NOT NULL,
+            end_ts REAL,
+            start_wh INTEGER NOT NULL,
+            end_wh INTEGER,            -- latest reading while running, final one when closed
+            energy_wh INTEGER NOT NULL DEFAULT 0,
+            status TEXT NOT NULL       -- running, closed, interrupted
+        );
+        CREATE INDEX transactions_user ON transactions(user_id);
+        CREATE INDEX transactions_status ON transactions(status)
+        """,
+    ),
+]
