@@ -1,19 +1,23 @@
-"""The allocator's input and output: a snapshot of the site, and setpoints with reasons.
+"""The allocator's input and output: a snapshot of the limit tree, and setpoints with reasons.
 
-Everything here is plain immutable data. The control cycle (the imperative shell) builds a
-`Snapshot` from device readings, configuration and the previous cycle's `EvseTimers`; the pure
-allocator turns it into an `Allocation`. All per-phase values are in the *building* frame
-(an EVSE's own phases are already rotated by its `phase_rotation`).
+Everything here is plain immutable data. `core.plan` turns a `SiteInput` (configuration and
+readings, see `core.site`) into a `Snapshot`: the limit tree with every node's per-phase limit and
+measured non-EVSE load already worked out, plus one `EvseDemand` per controllable EVSE. The pure
+allocator (`core.allocator.allocate`) turns the snapshot into an `Allocation`. All per-phase values
+are in the *building* frame (an EVSE's own phases are already rotated by its `phase_rotation`).
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from chargebrain.units import ZERO, Phases
 
 SITE_GROUP = 0
 UNLIMITED_MA = 10**9
+UNLIMITED: Phases = (UNLIMITED_MA, UNLIMITED_MA, UNLIMITED_MA)
+MIN_CURRENT_FLOOR_MA = 6000  # IEC 61851: no EVSE may be offered less than 6 A (except 0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -22,73 +26,42 @@ class GroupSpec:
 
     `limit_ma` is the per-phase limit for everything below the node (EVSE draw plus the
     non-EVSE load measured at this node). `evse_limit_ma` additionally caps the EVSE share alone
-    (the site's `max_total_evse_current`). `non_evse_load_ma` is the measured load at this node
-    that is not an EVSE of this tree (house load, a stale meter's fail-safe worst case, booked
-    load of an EVSE in COM error, active overdraft penalty…), already per building phase.
+    (the site's `max_total_evse_current`). `non_evse_load_ma` is the load below the node that the
+    allocator does not control (house load, a stale meter's fail-safe worst case, booked load of
+    an EVSE in COM error or of a disabled EVSE…), already per building phase; it may be negative
+    where production below the node outweighs consumption. `stale` says a stale meter forced the
+    worst case here; `penalty_ma` is an active overdraft penalty already taken off `limit_ma`.
+    Both only shape the reason an EVSE is given.
     """
 
     group_id: int
     parent_id: int | None
     name: str = ""
-    limit_ma: Phases = (UNLIMITED_MA, UNLIMITED_MA, UNLIMITED_MA)
-    evse_limit_ma: Phases = (UNLIMITED_MA, UNLIMITED_MA, UNLIMITED_MA)
+    limit_ma: Phases = UNLIMITED
+    evse_limit_ma: Phases = UNLIMITED
     non_evse_load_ma: Phases = ZERO
+    stale: bool = False
+    penalty_ma: int = 0
 
 
 @dataclass(frozen=True, slots=True)
 class EvseTimers:
     """Per-EVSE state carried from one cycle to the next (the allocator's only memory)."""
 
-    paused_since_s: float | None = None  # when the current pause began
+    paused_since_s: float | None = None  # when the current pause began (None: not paused)
     running_since_s: float | None = None  # when the current run (≥ min current) began
-    last_current_ma: int = 0
-
-
-@dataclass(frozen=True, slots=True)
-class EvseDemand:
-    """What one EVSE wants this cycle, after rules, overrides, budgets and authorisation."""
-
-    dev_id: str
-    group_id: int = SITE_GROUP
-    priority: int = 1
-    min_ma: int = 6000
-    max_ma: int = 16000
-    phases_mask: int = 0b111  # phases the car draws on, building frame
-    wants_charge: bool = True  # connected, enabled, authorised, rules/budget allow
-    not_charging_reason: str = ""  # why wants_charge is False (shown as pause_reason/lreason)
-    surplus: bool = False  # a surplus EVSE: served first, from the surplus only
-    arrival_order: int = 0  # plug-in order, for first-come-first-served tie breaks
-    session_energy_wh: int = 0  # fairness key for rotation: who charged least goes first
-
-
-@dataclass(frozen=True, slots=True)
-class SiteParams:
-    """Global knobs of the allocation that are not limits of a node."""
-
-    min_pause_time_s: float = 300.0
-    min_run_time_s: float = 300.0  # before a running EVSE may be rotated out for a paused one
-    max_imbalance_ma: int = 20000  # 0 disables the imbalance limit
-    imbalance_add: bool = False  # include the non-EVSE load when judging imbalance
-    fcfs: bool = False  # first come first served inside a priority tier
-    surplus_ma: Phases = ZERO  # per-phase surplus available to surplus EVSEs
-
-
-@dataclass(frozen=True, slots=True)
-class Snapshot:
-    now_s: float
-    groups: tuple[GroupSpec, ...]
-    evses: tuple[EvseDemand, ...]
-    params: SiteParams = field(default_factory=SiteParams)
-    timers: dict[str, EvseTimers] = field(default_factory=dict)
+    last_current_ma: int = 0  # the current offered in the last cycle (0 = none)
 
 
 @dataclass(frozen=True, slots=True)
 class Reason:
-    """Why an EVSE got what it got: the binding limit.
+    """Why an EVSE got what it got: the binding limit, rule or timer.
 
-    `code` is a stable machine word (e.g. "max_current", "group_limit", "min_pause",
-    "not_connected", "priority", "rotation", "imbalance", "no_headroom"); `text` is for people;
-    `group_id` / `phase` name the binding node and building phase (1-3) where one applies.
+    `code` is a stable machine word (see docs/load-management.md for the list: "max_current",
+    "group_limit", "site_limit", "evse_limit", "overdraft", "surplus_limit", "stale_meter",
+    "priority", "rotation", "min_pause", "imbalance", "not_connected", "not_authorised",
+    "not_allowed", "disabled", "com_error", "observation"); `text` is for people; `group_id` /
+    `phase` name the binding node and building phase (1-3) where one applies.
     """
 
     code: str
@@ -98,15 +71,74 @@ class Reason:
 
 
 @dataclass(frozen=True, slots=True)
-class Setpoint:
+class EvseDemand:
+    """What one controllable EVSE wants this cycle, after rules, overrides, budgets and auth.
+
+    `phases_mask` is in the building frame. When `wants_charge` is false, `not_charging_reason`
+    says why and the EVSE gets 0 without being "paused".
+    """
+
     dev_id: str
-    current_ma: int  # 0 = not charging; otherwise min_ma <= current_ma <= max_ma
+    group_id: int = SITE_GROUP
+    priority: int = 1
+    min_ma: int = MIN_CURRENT_FLOOR_MA
+    max_ma: int = 16000
+    phases_mask: int = 0b111
+    wants_charge: bool = True
+    not_charging_reason: Reason | None = None
+    surplus: bool = False  # a surplus EVSE: served first, from the surplus pool only
+    arrival_order: int = 0  # plug-in order, for first-come-first-served
+    session_energy_wh: int = 0  # fairness key: who charged least goes first
+    max_text: str = ""  # what set max_ma (e.g. "rule 2", "override"), for the reason text
+    evse_phases_mask: int | None = None  # the same phases in the EVSE's frame (None: unrotated)
+
+
+@dataclass(frozen=True, slots=True)
+class AllocParams:
+    """Global knobs of the allocation that are not limits of a node."""
+
+    min_pause_time_s: float = 300.0
+    min_run_time_s: float = 300.0  # before a running EVSE may be rotated out for a paused one
+    max_imbalance_ma: int = 20000  # 0 disables the imbalance limit
+    imbalance_add: bool = False  # include the site's non-EVSE load when judging imbalance
+    fcfs: bool = False  # first come first served inside a priority tier
+    surplus_w: float = 0.0  # power pool that surplus EVSEs may use (W, all phases together)
+    system_voltage_v: int = 230
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """One allocation problem: the limit tree, the demands, the knobs, the previous timers."""
+
+    now_s: float
+    groups: tuple[GroupSpec, ...]
+    evses: tuple[EvseDemand, ...]
+    params: AllocParams = field(default_factory=AllocParams)
+    timers: Mapping[str, EvseTimers] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Setpoint:
+    """What to write to one EVSE, and why.
+
+    `current_ma` is 0 (not charging) or between the EVSE's min and max; `phases_mask` is in the
+    EVSE's own frame. `paused` means it wants to charge but may not now (shortage, rotation,
+    imbalance, minimum pause) and `pause_reason` is then that cause's code. `unlimited` is set
+    only for a disabled EVSE under disable_policy −1 ("remove all limits").
+    """
+
+    dev_id: str
+    current_ma: int
     phases_mask: int
     paused: bool
     reason: Reason
+    pause_reason: str = ""
+    unlimited: bool = False
 
 
 @dataclass(frozen=True, slots=True)
 class Allocation:
+    """The allocator's answer: one setpoint per demand and the timers for the next cycle."""
+
     setpoints: dict[str, Setpoint]
     timers: dict[str, EvseTimers]
