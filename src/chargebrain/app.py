@@ -15,8 +15,10 @@ from pathlib import Path
 from aiohttp import web
 
 from chargebrain.api.http import build_web_app
+from chargebrain.api.modbus_server import PowerBrainModbusServer
 from chargebrain.auth import Authenticator
 from chargebrain.params import Params
+from chargebrain.powerbrain import PowerBrain
 from chargebrain.store.db import Store
 
 log = logging.getLogger("chargebrain")
@@ -39,6 +41,9 @@ class ChargeBrain:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.store = Store.open(settings.data_dir)
+        # the built-in Power Brain controller behind cmd=modbus and the Modbus TCP server
+        self.powerbrain = PowerBrain(self.store)
+        self.modbus_server: PowerBrainModbusServer | None = None
         self.params = Params(self.store)
         self.auth = Authenticator(self.store, self.params)
         self._runner: web.AppRunner | None = None
@@ -50,6 +55,12 @@ class ChargeBrain:
         if generated:
             # Printed once, on the console only; the store keeps just the hash.
             print(f"chargebrain: generated admin password: {generated}", flush=True)
+        self.powerbrain.start(self.powerbrain.clock())
+        if self.settings.modbus_port != 0:
+            self.modbus_server = PowerBrainModbusServer(self.powerbrain, self.settings.host,
+                                                        self.settings.modbus_port)
+            await self.modbus_server.start()
+        self._tasks.append(asyncio.create_task(self.powerbrain.run(), name="powerbrain-tick"))
         self._runner = web.AppRunner(build_web_app(self), access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.settings.host, self.settings.port)
@@ -65,6 +76,9 @@ class ChargeBrain:
                 await task
         if self._runner is not None:
             await self._runner.cleanup()
+        if self.modbus_server is not None:
+            await self.modbus_server.stop()
+        self.powerbrain.close()
         self.store.close()
 
 

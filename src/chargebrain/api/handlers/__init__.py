@@ -1,5 +1,5 @@
 """One module per command family; each exports COMMANDS (see api/commands.py)."""
 
-from chargebrain.api.handlers import devices, modbus
+from chargebrain.api.handlers import devices, modbus, sim
 
-HANDLER_MODULES = [modbus, devices]
+HANDLER_MODULES = [modbus, devices, sim]
