@@ -28,6 +28,7 @@ from chargebrain.units import Phases
 
 DEFAULT_CABLE_CURRENT_MA = 32000  # the simulated socket's cable, seen via PP when plugged
 JOULES_PER_KWH = 3_600_000.0
+EPSILON_WH = 1e-6  # float sums like 0.1 + … + 0.1 must still complete a whole Wh
 
 
 @dataclass
@@ -58,7 +59,7 @@ class EvseSim:
                                          supply_phases=self.supply_phases,
                                          voltage_v=self.voltage_v)
         self.energy_frac_wh += step.energy_wh
-        whole = int(self.energy_frac_wh)
+        whole = int(self.energy_frac_wh + EPSILON_WH)
         if whole:
             self.energy_frac_wh -= whole
             bank.set("energy", bank.get_int("energy") + whole)
@@ -129,7 +130,7 @@ class S0Sim:
             self.last_pulse_s = last
             bank.set("pulses", bank.get_int("pulses") + count)
             self.energy_frac_wh += count * 1000.0 / ppk
-            whole = int(self.energy_frac_wh)
+            whole = int(self.energy_frac_wh + EPSILON_WH)
             if whole:
                 self.energy_frac_wh -= whole
                 bank.set("energy", bank.get_int("energy") + whole)

@@ -92,12 +92,12 @@ class Register:
         return not self.allowed or any(lo <= value <= hi for lo, hi in self.allowed)
 
     def range_text(self) -> str:
-        """The allowed values as a short human text (`60–630`, `0, 60–630`)."""
+        """The allowed values as a short text (`60 to 630`, `0, 60 to 630`)."""
         if self.kind == "str":
-            return f"≤ {self.size * 2} characters"
+            return f"up to {self.size * 2} characters"
         ranges = self.allowed or ((int_min(self.size, self.signed), int_max(self.size,
                                                                            self.signed)),)
-        return ", ".join(str(lo) if lo == hi else f"{lo}–{hi}" for lo, hi in ranges)
+        return ", ".join(str(lo) if lo == hi else f"{lo} to {hi}" for lo, hi in ranges)
 
 
 def natural_suffix(kind: Kind, size: int) -> str:
