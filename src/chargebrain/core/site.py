@@ -176,11 +176,12 @@ class NodeDiagnostics:
 
     group_id: int
     parent_id: int | None
-    limit_ma: Phases  # effective limit (the site's: budget, capped by max_total_evse_current)
+    limit_ma: Phases  # the node's limit (site: the budget); UNLIMITED_MA when it has none
     non_evse_ma: Phases  # uncontrolled load below the node (worst case if `stale`)
-    allocated_ma: Phases  # sum of the new setpoints below the node
-    headroom_ma: Phases  # limit − non-EVSE − allocated (negative: overloaded by non-EVSE load)
+    allocated_ma: Phases  # sum of the new setpoints of controlled EVSEs below the node
+    headroom_ma: Phases  # room left for EVSEs (negative: overloaded by non-EVSE load)
     stale: bool = False
+    evse_limit_ma: Phases | None = None  # site only: max_total_evse_current when set
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,0 +1,555 @@
+"""The allocator: a pure function from a `Snapshot` to setpoints with reasons.
+
+How current is divided (docs/load-management.md explains the why):
+
+1. Every node of the limit tree gives one *row* per building phase: the room left there for
+   EVSEs, `min(limit − non-EVSE load, EVSE-only limit)`. An EVSE uses the rows of every node on
+   its path to the site, on each building phase it draws on. Surplus EVSEs additionally share a
+   power *pool* (the PV surplus).
+2. EVSEs are processed in strict tiers: surplus EVSEs before normal ones, then by priority,
+   highest first. Inside a tier the order is: running EVSEs still within their minimum run
+   time, then waiting EVSEs (longest waiting first), then running EVSEs past their minimum run
+   time (the longest running last); with `fcfs` the plug-in order replaces the fairness keys.
+3. Admission: in that order, an EVSE is admitted at its minimum current only if the minimum
+   fits on every one of its rows; otherwise it is paused. EVSEs inside their minimum pause are
+   not considered at all.
+4. Water-filling: the tier's admitted EVSEs are raised together (max-min fair per phase) until
+   each reaches its maximum or a row it uses is full. What the tier leaves passes on.
+5. Imbalance: if the site's phases differ by more than `max_imbalance_ma`, the EVSEs that load
+   the highest phase but not the lowest are reduced, lowest tier first, and paused if reducing
+   to their minimum is not enough.
+
+All arithmetic on limits is integer mA (the pool is integer mA·V); the water level is a float,
+floored to whole mA at the end, which can only lower a current.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from chargebrain.core.model import (
+    MIN_CURRENT_FLOOR_MA,
+    SITE_GROUP,
+    UNLIMITED_MA,
+    Allocation,
+    EvseDemand,
+    EvseTimers,
+    GroupSpec,
+    Reason,
+    Setpoint,
+    Snapshot,
+)
+from chargebrain.units import Phases
+
+_PHASE_NAMES = ("L1", "L2", "L3")
+_EPS = 1e-9
+
+
+# --------------------------------------------------------------------------- the limit tree
+
+
+@dataclass(frozen=True, slots=True)
+class Tree:
+    """The validated group tree: parent of every node and each node's path to the site."""
+
+    nodes: dict[int, GroupSpec]
+    parent: dict[int, int | None]
+    paths: dict[int, tuple[int, ...]]  # node → (node, parent, …, site)
+
+    def path(self, group_id: int) -> tuple[int, ...]:
+        """The path from `group_id` to the site; an unknown group hangs off the site."""
+        return self.paths.get(group_id, self.paths[SITE_GROUP])
+
+    def children(self) -> dict[int, list[int]]:
+        """Direct children of every node, each list sorted."""
+        out: dict[int, list[int]] = {g: [] for g in self.nodes}
+        for g, p in self.parent.items():
+            if p is not None:
+                out[p].append(g)
+        for kids in out.values():
+            kids.sort()
+        return out
+
+
+def build_tree(groups: Iterable[GroupSpec]) -> Tree:
+    """Index the groups; unknown parents and cycles are re-hung under the site (fail-safe).
+
+    The site node is added (unlimited) when missing, so there is always a root.
+    """
+    nodes = {g.group_id: g for g in sorted(groups, key=lambda g: g.group_id)}
+    if SITE_GROUP not in nodes:
+        nodes[SITE_GROUP] = GroupSpec(SITE_GROUP, None)
+    parent: dict[int, int | None] = {}
+    for gid, g in nodes.items():
+        if gid == SITE_GROUP:
+            parent[gid] = None
+        else:
+            p = g.parent_id if g.parent_id in nodes and g.parent_id != gid else SITE_GROUP
+            parent[gid] = p
+    paths: dict[int, tuple[int, ...]] = {SITE_GROUP: (SITE_GROUP,)}
+    for gid in nodes:
+        chain: list[int] = []
+        seen: set[int] = set()
+        cur: int | None = gid
+        while cur is not None and cur not in paths and cur not in seen:
+            seen.add(cur)
+            chain.append(cur)
+            cur = parent[cur]
+        if cur is None or cur in seen:  # a cycle: cut it at the node we started from
+            parent[chain[-1]] = SITE_GROUP
+            cur = SITE_GROUP
+        tail = paths[cur]
+        for node in reversed(chain):
+            tail = (node, *tail)
+            paths[node] = tail
+    return Tree(nodes, parent, paths)
+
+
+# --------------------------------------------------------------------------- rows
+
+
+@dataclass(slots=True)
+class _Rows:
+    """Per-row slack (integer), and what each row stands for (for reasons)."""
+
+    slack: list[int]
+    initial: list[int]
+    group: list[int | None]
+    phase: list[int | None]
+    code: list[str]
+    text: list[str]
+    depth: list[int]  # distance of the row's node from the site (the pool: -1)
+    index: dict[tuple[int, int], int]  # (group_id, phase index 0-2) → row
+    pool: int | None  # the surplus pool row, if any
+
+
+def _node_rows(tree: Tree, surplus_mva: int | None) -> _Rows:
+    rows = _Rows([], [], [], [], [], [], [], {}, None)
+    for gid, node in tree.nodes.items():
+        bounded = (
+            node.stale
+            or max(node.limit_ma) < UNLIMITED_MA
+            or max(node.evse_limit_ma) < UNLIMITED_MA
+        )
+        if not bounded:
+            continue  # an unlimited node never binds: skipping it keeps big sites fast
+        for p in range(3):
+            room = node.limit_ma[p] - node.non_evse_load_ma[p]
+            cap = node.evse_limit_ma[p]
+            code, text = _row_label(node, p, cap < room)
+            slack = min(room, cap)
+            rows.index[(gid, p)] = len(rows.slack)
+            rows.slack.append(slack)
+            rows.initial.append(slack)
+            rows.group.append(gid)
+            rows.phase.append(p + 1)
+            rows.code.append(code)
+            rows.text.append(text)
+            rows.depth.append(len(tree.path(gid)) - 1)
+    if surplus_mva is not None:
+        rows.pool = len(rows.slack)
+        rows.slack.append(surplus_mva)
+        rows.initial.append(surplus_mva)
+        rows.group.append(None)
+        rows.phase.append(None)
+        rows.code.append("surplus_limit")
+        rows.text.append("PV surplus used up")
+        rows.depth.append(-1)
+    return rows
+
+
+def _row_label(node: GroupSpec, p: int, evse_cap_binds: bool) -> tuple[str, str]:
+    ph = _PHASE_NAMES[p]
+    if node.stale:
+        where = "site" if node.group_id == SITE_GROUP else f"group {node.group_id}"
+        return "stale_meter", f"meter of {where} stale: worst case assumed on {ph}"
+    if node.group_id != SITE_GROUP:
+        return "group_limit", f"group {node.group_id} limit on {ph}"
+    if evse_cap_binds:
+        return "evse_limit", f"max total EVSE current on {ph}"
+    if node.penalty_ma > 0:
+        return "overdraft", f"site limit on {ph}, cut by {node.penalty_ma} mA after an overdraft"
+    return "site_limit", f"site limit on {ph}"
+
+
+# --------------------------------------------------------------------------- entry point
+
+
+@dataclass(slots=True)
+class _Ev:
+    """Working record of one wanting EVSE."""
+
+    d: EvseDemand
+    rows: list[tuple[int, int]]  # (row, coefficient)
+    min_ma: int
+    max_ma: int
+    tier: tuple[int, int]
+    order_key: tuple
+    was_running: bool
+    in_min_run: bool
+    current: int = 0
+    reason: Reason | None = None
+    pause_reason: str = ""
+
+
+def allocate(snap: Snapshot) -> Allocation:
+    """Divide the available current among the snapshot's EVSEs (pure, deterministic).
+
+    The result does not depend on the order of `snap.evses` or `snap.groups`.
+    """
+    tree = build_tree(snap.groups)
+    params = snap.params
+    now = snap.now_s
+    demands = sorted(snap.evses, key=lambda d: d.dev_id)
+    volt = max(params.system_voltage_v, 1)
+    any_surplus = any(d.surplus and d.wants_charge for d in demands)
+    pool_mva = max(0, round(params.surplus_w * 1000)) if any_surplus else None
+    rows = _node_rows(tree, pool_mva)
+
+    setpoints: dict[str, Setpoint] = {}
+    timers: dict[str, EvseTimers] = {}
+    wanting: list[_Ev] = []
+    for d in demands:
+        t = snap.timers.get(d.dev_id) or EvseTimers()
+        min_ma = max(d.min_ma, MIN_CURRENT_FLOOR_MA)
+        if not d.wants_charge or d.phases_mask & 0b111 == 0 or d.max_ma < min_ma:
+            reason = d.not_charging_reason or _no_charge_reason(d, min_ma)
+            setpoints[d.dev_id] = _setpoint(d, 0, False, reason)
+            timers[d.dev_id] = EvseTimers()
+            continue
+        if t.paused_since_s is not None and now - t.paused_since_s < params.min_pause_time_s:
+            left = params.min_pause_time_s - (now - t.paused_since_s)
+            reason = Reason("min_pause", f"minimum pause: {left:.0f} s left")
+            setpoints[d.dev_id] = _setpoint(d, 0, True, reason, "min_pause")
+            timers[d.dev_id] = EvseTimers(t.paused_since_s, None, 0)
+            continue
+        ev_rows = [
+            (rows.index[(g, p)], 1)
+            for g in tree.path(d.group_id)
+            for p in range(3)
+            if d.phases_mask >> p & 1 and (g, p) in rows.index
+        ]
+        if d.surplus and rows.pool is not None:
+            ev_rows.append((rows.pool, d.phases_mask.bit_count() * volt))
+        running = t.last_current_ma > 0 and t.running_since_s is not None
+        in_min_run = (running and t.running_since_s is not None
+                      and now - t.running_since_s < params.min_run_time_s)
+        wanting.append(
+            _Ev(d, ev_rows, min_ma, d.max_ma, (0 if d.surplus else 1, -d.priority),
+                _order_key(d, t, running, in_min_run, now, params.fcfs), running, in_min_run)
+        )
+
+    tiers: dict[tuple[int, int], list[_Ev]] = {}
+    for ev in wanting:
+        tiers.setdefault(ev.tier, []).append(ev)
+    admitted_all: list[_Ev] = []
+    for tier_key in sorted(tiers):
+        tier = sorted(tiers[tier_key], key=lambda e: e.order_key)
+        at_tier_start = list(rows.slack)
+        admitted = _admit(tier, rows, at_tier_start)
+        _water_fill(admitted, rows)
+        admitted_all.extend(admitted)
+
+    if params.max_imbalance_ma > 0:
+        site = tree.nodes[SITE_GROUP]
+        base = site.non_evse_load_ma if params.imbalance_add else (0, 0, 0)
+        _enforce_imbalance(admitted_all, base, params.max_imbalance_ma)
+
+    for ev in wanting:
+        d, t = ev.d, snap.timers.get(ev.d.dev_id) or EvseTimers()
+        if ev.current > 0:
+            since = t.running_since_s if ev.was_running else now
+            timers[d.dev_id] = EvseTimers(None, since, ev.current)
+            assert ev.reason is not None
+            setpoints[d.dev_id] = _setpoint(d, ev.current, False, ev.reason)
+        else:
+            paused_since = t.paused_since_s if t.paused_since_s is not None else now
+            timers[d.dev_id] = EvseTimers(paused_since, None, 0)
+            reason = ev.reason or Reason("site_limit", "no room")
+            setpoints[d.dev_id] = _setpoint(d, 0, True, reason, ev.pause_reason or reason.code)
+    return Allocation(setpoints, timers)
+
+
+def _no_charge_reason(d: EvseDemand, min_ma: int) -> Reason:
+    if d.wants_charge and d.phases_mask & 0b111 == 0:
+        return Reason("not_allowed", "no phases to charge on")
+    if d.wants_charge:
+        return Reason("max_current", f"max current {d.max_ma} mA is below the minimum {min_ma} mA")
+    return Reason("not_connected", "no car connected")
+
+
+def _order_key(d: EvseDemand, t: EvseTimers, running: bool, in_min_run: bool, now: float,
+               fcfs: bool) -> tuple:
+    """Admission order inside a tier (smaller first); see the module docstring."""
+    if fcfs:
+        return (0 if in_min_run else 1, d.arrival_order, d.dev_id)
+    if in_min_run:
+        return (0, 0.0, d.session_energy_wh, d.dev_id)
+    if not running:
+        waiting_since = t.paused_since_s if t.paused_since_s is not None else now
+        return (1, waiting_since, d.session_energy_wh, d.dev_id)
+    assert t.running_since_s is not None
+    return (2, -t.running_since_s, d.session_energy_wh, d.dev_id)
+
+
+def _setpoint(d: EvseDemand, current: int, paused: bool, reason: Reason,
+              pause_reason: str = "") -> Setpoint:
+    mask = d.evse_phases_mask if d.evse_phases_mask is not None else d.phases_mask
+    return Setpoint(d.dev_id, current, mask, paused, reason, pause_reason if paused else "")
+
+
+# --------------------------------------------------------------------------- admission
+
+
+def _admit(tier: list[_Ev], rows: _Rows, at_tier_start: list[int]) -> list[_Ev]:
+    """Admit the tier's EVSEs at their minimum where it fits; give the others a pause reason."""
+    slack = rows.slack
+    admitted = []
+    for ev in tier:
+        m = ev.min_ma
+        if all(slack[r] >= c * m for r, c in ev.rows):
+            for r, c in ev.rows:
+                slack[r] -= c * m
+            ev.current = m
+            admitted.append(ev)
+        else:
+            ev.reason, ev.pause_reason = _blocked_reason(ev, rows, at_tier_start)
+    return admitted
+
+
+def _blocked_reason(ev: _Ev, rows: _Rows, at_tier_start: list[int]) -> tuple[Reason, str]:
+    """Why `ev` could not get its minimum: a limit, a higher tier, or its own tier's turn."""
+    failing = [(r, c) for r, c in ev.rows if rows.slack[r] < c * ev.min_ma]
+    for r, c in failing:
+        if rows.initial[r] < c * ev.min_ma:
+            reason = Reason(rows.code[r], rows.text[r] + " (below the minimum current)",
+                            rows.group[r], rows.phase[r])
+            return reason, rows.code[r] if rows.code[r] == "stale_meter" else "shortage"
+    for r, c in failing:
+        if at_tier_start[r] < c * ev.min_ma:
+            text = f"higher-priority EVSEs use the room: {rows.text[r]}"
+            return Reason("priority", text, rows.group[r], rows.phase[r]), "priority"
+    r = failing[0][0]
+    if ev.in_min_run:
+        # Still inside its minimum run time, yet its own tier has no room: a plain shortage.
+        reason = Reason(rows.code[r], rows.text[r], rows.group[r], rows.phase[r])
+        return reason, "shortage"
+    if ev.was_running:
+        text = f"rotated out after its minimum run time: {rows.text[r]}"
+    else:
+        text = f"waiting for its turn: {rows.text[r]}"
+    return Reason("rotation", text, rows.group[r], rows.phase[r]), "rotation"
+
+
+# --------------------------------------------------------------------------- water-filling
+
+_START, _MAX, _ROW = 0, 1, 2
+
+
+def _water_fill(admitted: list[_Ev], rows: _Rows) -> None:
+    """Raise the admitted EVSEs from their minimum, max-min fairly, until rows or maxima bind.
+
+    Progressive filling with events: a common water level L rises; an EVSE follows it from its
+    minimum up to its maximum; a row is full when the rising EVSEs on it used its slack. Slopes
+    change only at events (an EVSE starts rising, reaches its max, a row fills), so the work is
+    about (EVSEs × rows per EVSE) plus a heap of events.
+    """
+    if not admitted:
+        return
+    slack: dict[int, float] = {}
+    slope: dict[int, int] = {}
+    base: dict[int, float] = {}
+    version: dict[int, int] = {}
+    members: dict[int, list[int]] = {}
+    full: set[int] = set()
+    for i, ev in enumerate(admitted):
+        for r, _c in ev.rows:
+            if r not in slack:
+                slack[r] = float(rows.slack[r])
+                slope[r] = 0
+                version[r] = 0
+                members[r] = []
+            members[r].append(i)
+    level: list[float] = [float(ev.min_ma) for ev in admitted]
+    binding: list[int | None] = [None] * len(admitted)  # row that froze it; None = its max
+    state = [0] * len(admitted)  # 0 waiting to rise, 1 rising, 2 frozen
+    # Heap entries: (level, kind, tie-break, key, version). Rows filling at the same level are
+    # taken deepest node first, so an EVSE is told about the limit closest to it.
+    heap: list[tuple[float, int, int, int, int]] = []
+    for i, ev in enumerate(admitted):
+        if ev.max_ma <= ev.min_ma:
+            state[i] = 2
+        else:
+            heap.append((float(ev.min_ma), _START, 0, i, 0))
+    heapq.heapify(heap)
+    dirty: set[int] = set()
+
+    def settle(r: int, at: float) -> None:
+        if slope[r]:
+            slack[r] -= slope[r] * (at - base[r])
+        base[r] = at
+
+    def freeze(i: int, at: float, row: int | None) -> None:
+        state[i] = 2
+        level[i] = at
+        binding[i] = row
+        for r, c in admitted[i].rows:
+            settle(r, at)
+            slope[r] -= c
+            dirty.add(r)
+
+    while heap:
+        at, kind, _tie, key, ver = heapq.heappop(heap)
+        if kind == _START:
+            ev = admitted[key]
+            blocked = next((r for r, c in ev.rows if r in full or slack[r] - slope[r] *
+                            (at - base.get(r, at)) <= _EPS * c), None)
+            if blocked is not None:
+                state[key] = 2
+                binding[key] = blocked
+            else:
+                state[key] = 1
+                for r, c in ev.rows:
+                    settle(r, at)
+                    slope[r] += c
+                    dirty.add(r)
+                heapq.heappush(heap, (float(ev.max_ma), _MAX, 0, key, 0))
+        elif kind == _MAX:
+            if state[key] == 1:
+                freeze(key, at, None)
+        elif ver == version[key] and key not in full:
+            full.add(key)
+            for i in members[key]:
+                if state[i] == 1:
+                    freeze(i, at, key)
+        if dirty and (not heap or heap[0][0] > at):
+            for r in dirty:
+                version[r] += 1
+                if slope[r] > 0 and r not in full:
+                    settle(r, at)
+                    heapq.heappush(heap, (at + max(slack[r], 0.0) / slope[r], _ROW,
+                                          -rows.depth[r], r, version[r]))
+            dirty.clear()
+
+    for i, ev in enumerate(admitted):
+        row = binding[i]
+        if row is None and state[i] == 2 and level[i] >= ev.max_ma:
+            value = ev.max_ma
+        elif row is None:
+            value = ev.max_ma if ev.max_ma <= ev.min_ma else int(level[i])
+        else:
+            value = int(level[i]) if level[i] > ev.min_ma else ev.min_ma
+        value = max(ev.min_ma, min(ev.max_ma, value))
+        ev.current = value
+        extra = value - ev.min_ma
+        if extra:
+            for r, c in ev.rows:
+                rows.slack[r] -= c * extra
+        if row is None:
+            text = f"max current {ev.max_ma} mA" + (f" ({ev.d.max_text})" if ev.d.max_text else "")
+            ev.reason = Reason("max_current", text)
+        else:
+            ev.reason = Reason(rows.code[row], rows.text[row], rows.group[row], rows.phase[row])
+    _repair_rounding(admitted, rows)
+
+
+def _repair_rounding(admitted: list[_Ev], rows: _Rows) -> None:
+    """Give back whole mA where float rounding of the water level overshot a row.
+
+    The exact (integer) slack is authoritative: the level is floored, so an overshoot needs
+    accumulated float error ≥ 1 mA, which we never expect; if it happens, the EVSEs on that
+    row step down one mA at a time (largest first, never below their minimum).
+    """
+    for r, s in enumerate(rows.slack):
+        while s < 0:
+            on_row = [ev for ev in admitted
+                      if ev.current > ev.min_ma and any(rr == r for rr, _ in ev.rows)]
+            if not on_row:
+                break
+            ev = max(on_row, key=lambda e: (e.current, e.d.dev_id))
+            ev.current -= 1
+            for rr, c in ev.rows:
+                rows.slack[rr] += c
+            s = rows.slack[r]
+
+
+# --------------------------------------------------------------------------- imbalance
+
+
+def _phase_loads(evs: list[_Ev], base: Phases) -> list[int]:
+    loads = list(base)
+    for ev in evs:
+        if ev.current > 0:
+            for p in range(3):
+                if ev.d.phases_mask >> p & 1:
+                    loads[p] += ev.current
+    return loads
+
+
+def _enforce_imbalance(admitted: list[_Ev], base: Phases, max_imbalance_ma: int) -> None:
+    """Reduce (then pause) the EVSEs that load the highest phase but not the lowest one.
+
+    Lowest tier first; inside a tier the largest currents come down first (fair draining) and
+    pausing starts with the EVSE admitted last. Only ever lowers currents, so no limit can
+    be broken by it.
+    """
+    tier_rank = sorted({ev.tier for ev in admitted}, reverse=True)  # lowest tier first
+    for _ in range(4 * len(admitted) + 3):
+        loads = _phase_loads(admitted, base)
+        hi = max(range(3), key=lambda p: (loads[p], -p))
+        lo = min(range(3), key=lambda p: (loads[p], p))
+        need = loads[hi] - loads[lo] - max_imbalance_ma
+        if need <= 0:
+            return
+        candidates = [ev for ev in admitted if ev.current > 0
+                      and ev.d.phases_mask >> hi & 1 and not ev.d.phases_mask >> lo & 1]
+        if not candidates:
+            return  # the imbalance comes from non-EVSE load: EVSEs cannot fix it
+        reason = Reason("imbalance", f"phase imbalance limit ({max_imbalance_ma} mA) on "
+                        f"{_PHASE_NAMES[hi]}", None, hi + 1)
+        for tier in tier_rank:
+            group = [ev for ev in candidates if ev.tier == tier]
+            if group:
+                need = _reduce_tier(group, need, reason)
+                if need <= 0:
+                    break
+
+
+def _reduce_tier(group: list[_Ev], need: int, reason: Reason) -> int:
+    """Take up to `need` mA off `group`; return what is still needed afterwards."""
+    order = list(reversed(group))  # admitted last → paused first
+    for n_paused in range(len(order) + 1):
+        paused, kept = order[:n_paused], order[n_paused:]
+        freed = sum(ev.current for ev in paused)
+        spare = sum(ev.current - ev.min_ma for ev in kept)
+        if freed + spare >= need or n_paused == len(order):
+            for ev in paused:
+                ev.current = 0
+                ev.reason, ev.pause_reason = reason, "imbalance"
+            rest = max(0, need - freed)
+            if rest and kept:
+                _drain(kept, min(rest, spare), reason)
+            return need - freed - min(rest, spare)
+    return need
+
+
+def _drain(kept: list[_Ev], amount: int, reason: Reason) -> None:
+    """Lower the largest currents first until `amount` mA are freed (never below minimum)."""
+    lo, hi = 0, max(ev.current for ev in kept)
+
+    def freed_at(cap: int) -> int:
+        return sum(max(0, ev.current - max(cap, ev.min_ma)) for ev in kept)
+
+    while lo < hi:  # the highest cap that still frees `amount`
+        mid = (lo + hi + 1) // 2
+        if freed_at(mid) >= amount:
+            lo = mid
+        else:
+            hi = mid - 1
+    for ev in kept:
+        new = min(ev.current, max(lo, ev.min_ma))
+        if new != ev.current:
+            ev.current = new
+            ev.reason = reason

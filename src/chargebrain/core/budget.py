@@ -1,0 +1,158 @@
+"""Site budget and load accounting: from limits and meter readings to per-node non-EVSE load.
+
+Pure functions used by `core.plan`. Everything is per building phase (3-tuples, mA).
+
+* The site budget is `max_total_current × max_total_cur_prc % − reserve_current − penalty`.
+* An overdraft is a measured site load above `max_total_current × prc % − reserve_current`; its
+  size cuts the budget for `overdraft_hold_s` (5 min).
+* The non-EVSE load of a node covers everything below it that the allocator does not control:
+  - a node with a fresh grid meter: grid reading − the draw of every EVSE below + the booked
+    load of the uncontrolled EVSEs below (their worst case replaces their measured draw);
+  - otherwise: the node's own consumption/production/storage meters + the booked load of the
+    uncontrolled EVSEs directly in it + the non-EVSE load of each child node;
+  - a stale meter that measures load (grid, consumption, storage) makes its node's non-EVSE load
+    the node's whole limit (unlimited node: unlimited), which then also counts in the parents
+    that have no grid meter of their own. A stale production meter simply counts as 0.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+from chargebrain.core.model import SITE_GROUP, UNLIMITED, UNLIMITED_MA
+from chargebrain.core.site import MeterInput, MeterRole, SiteSettings
+from chargebrain.units import ZERO, Phases, add, sub
+
+LOAD_ROLES = (MeterRole.CONSUMPTION, MeterRole.GRID, MeterRole.STORAGE_HOME,
+              MeterRole.STORAGE_ALL)
+
+
+def net_limit_ma(settings: SiteSettings) -> int:
+    """The per-phase site limit before any penalty: max total × share % − reserve."""
+    share = max(0, min(100, settings.max_total_cur_prc))
+    return settings.max_total_current_ma * share // 100 - settings.reserve_current_ma
+
+
+def site_budget_ma(settings: SiteSettings, penalty_ma: int) -> Phases:
+    """The site budget on each phase: the net limit minus an active overdraft penalty."""
+    b = net_limit_ma(settings) - max(0, penalty_ma)
+    return (b, b, b)
+
+
+def overdraft_ma(settings: SiteSettings, measured_ma: Phases | None) -> int:
+    """How far the measured site load exceeds the net limit on its worst phase (0 = none)."""
+    if measured_ma is None:
+        return 0
+    return max(0, max(measured_ma) - net_limit_ma(settings))
+
+
+def meter_currents_ma(meter: MeterInput, voltage_v: int) -> Phases:
+    """The meter's per-phase currents; a power-only meter's power spread over its phases."""
+    if meter.currents_ma is not None:
+        return meter.currents_ma
+    mask = meter.phases_mask & 0b111 or 0b111
+    n = mask.bit_count()
+    per_phase = round(meter.power_w * 1000 / (max(voltage_v, 1) * n))
+    return (per_phase if mask & 1 else 0, per_phase if mask & 2 else 0,
+            per_phase if mask & 4 else 0)
+
+
+def meter_load_ma(meter: MeterInput, voltage_v: int) -> Phases:
+    """What a fresh meter contributes to its node's non-EVSE load (grid meters excluded).
+
+    Consumption counts only positively (a negative reading is treated as a wiring error, not
+    as room); production is negative load; storage charging is load (we cannot command the
+    battery to yield, so we protect the fuse against it), discharge is negative load only for
+    a "storage all" battery (a home battery's discharge is not counted on).
+    """
+    cur = meter_currents_ma(meter, voltage_v)
+    role = meter.role
+    if role == MeterRole.CONSUMPTION:
+        return _map(cur, lambda v: max(0, v))
+    if role == MeterRole.PRODUCTION:
+        return _map(cur, lambda v: -v)
+    if role == MeterRole.STORAGE_HOME:
+        return _map(cur, lambda v: max(0, v))
+    if role == MeterRole.STORAGE_ALL:
+        return cur
+    return ZERO
+
+
+@dataclass(frozen=True, slots=True)
+class NodeLoad:
+    """The non-EVSE load below one node, and whether a stale meter's worst case is in it."""
+
+    non_evse_ma: Phases
+    stale: bool
+
+
+def node_loads(
+    *,
+    children: Mapping[int, list[int]],
+    node_limit_ma: Mapping[int, Phases],
+    meters: Iterable[MeterInput],
+    booked_ma: Mapping[int, Phases],
+    evse_draw_below_ma: Mapping[int, Phases],
+    booked_below_ma: Mapping[int, Phases],
+    now_s: float,
+    voltage_v: int,
+) -> dict[int, NodeLoad]:
+    """The non-EVSE load of every node (see the module docstring for the rules).
+
+    `booked_ma[g]` is the booked load of uncontrolled EVSEs directly in node g;
+    `evse_draw_below_ma[g]` / `booked_below_ma[g]` are the draw of all EVSEs and the booked load
+    of the uncontrolled ones in g's whole subtree. Meters of unknown nodes count at the site.
+    """
+    own: dict[int, Phases] = {g: ZERO for g in children}
+    grid: dict[int, Phases] = {}
+    stale_here: set[int] = set()
+    for m in meters:
+        g = m.group_id if m.group_id in children else SITE_GROUP
+        if m.role == MeterRole.DISPLAY or (m.role == MeterRole.EV):
+            continue
+        if m.is_stale(now_s):
+            if m.role in LOAD_ROLES:
+                stale_here.add(g)
+            continue
+        if m.role == MeterRole.GRID:
+            grid[g] = add(grid.get(g, ZERO), meter_currents_ma(m, voltage_v))
+        else:
+            own[g] = add(own[g], meter_load_ma(m, voltage_v))
+
+    out: dict[int, NodeLoad] = {}
+    for g in _children_first(children):
+        if g in stale_here:
+            out[g] = NodeLoad(node_limit_ma.get(g, UNLIMITED), True)
+        elif g in grid:
+            measured = sub(grid[g], evse_draw_below_ma.get(g, ZERO))
+            out[g] = NodeLoad(add(measured, booked_below_ma.get(g, ZERO)), False)
+        else:
+            total = add(own[g], booked_ma.get(g, ZERO))
+            stale = False
+            for c in children[g]:
+                total = add(total, out[c].non_evse_ma)
+                stale = stale or out[c].stale
+            out[g] = NodeLoad(_cap(total), stale)
+    return out
+
+
+def _children_first(children: Mapping[int, list[int]]) -> list[int]:
+    """Every node reachable from the site, each after all of its children (no recursion)."""
+    order: list[int] = []
+    stack = [SITE_GROUP]
+    while stack:
+        g = stack.pop()
+        order.append(g)
+        stack.extend(children[g])
+    order.reverse()
+    return order
+
+
+def _cap(values: Phases) -> Phases:
+    # Several unlimited worst cases add up; keep the number readable, it means "everything".
+    return _map(values, lambda v: min(v, UNLIMITED_MA))
+
+
+def _map(values: Phases, f) -> Phases:  # type: ignore[no-untyped-def]
+    return (f(values[0]), f(values[1]), f(values[2]))

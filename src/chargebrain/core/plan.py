@@ -1,0 +1,349 @@
+"""One planning step: `plan(site, memory, now_s) -> PlanResult` (pure: no I/O, no clock).
+
+The steps, in the order of spec §5:
+
+1. Overdraft: a measured site load above the net limit is recorded and cuts the budget by its
+   size for `overdraft_hold_s` (the penalty lives in `PlanMemory`).
+2. Site budget per phase: max total × share % − reserve − penalty; the EVSE share capped by
+   `max_total_evse_current_ma` when set.
+3. EVSEs are split into *controlled* ones and *uncontrolled* ones whose load is booked:
+   a disabled EVSE (it gets the `disable_policy` setpoint), an EVSE in COM error (its setpoint is
+   held for `com_error_grace_s`, its last reading booked; after that its last power is booked).
+4. Non-EVSE load per node from the meters (`core.budget.node_loads`), with every EVSE rotated
+   into the building frame. An EVSE without fresh measurement draws what it was offered.
+5. Demand per controlled EVSE, then the allocator (`core.allocator.allocate`).
+6. Diagnostics for the API; observation mode computes them but returns `write=False`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+from chargebrain.core.allocator import allocate, build_tree
+from chargebrain.core.budget import (
+    meter_currents_ma,
+    node_loads,
+    overdraft_ma,
+    site_budget_ma,
+)
+from chargebrain.core.model import (
+    MIN_CURRENT_FLOOR_MA,
+    SITE_GROUP,
+    UNLIMITED,
+    UNLIMITED_MA,
+    AllocParams,
+    EvseDemand,
+    EvseTimers,
+    GroupSpec,
+    Reason,
+    Setpoint,
+    Snapshot,
+)
+from chargebrain.core.site import (
+    Diagnostics,
+    DisablePolicy,
+    EvseInput,
+    MeterRole,
+    NodeDiagnostics,
+    PlanMemory,
+    PlanResult,
+    SiteInput,
+)
+from chargebrain.units import ZERO, Phases, add, mask_to_phases, rotate_phases, sub
+
+_ROTATIONS = {0: 0, 120: 120, 240: 240}
+
+
+@dataclass(frozen=True, slots=True)
+class _EvseView:
+    """One EVSE in the building frame, with what it draws now and what is booked for it."""
+
+    evse: EvseInput
+    group_id: int
+    mask: int  # building frame
+    draw_ma: Phases  # what it draws now (measured, else offered while charging)
+    controlled: bool
+    booked_ma: Phases = ZERO  # uncontrolled only: the load we reserve for it
+
+
+def plan(site: SiteInput, memory: PlanMemory, now_s: float) -> PlanResult:
+    """Plan one cycle: setpoints with reasons, the memory for the next cycle, diagnostics."""
+    s = site.settings
+    volt = max(1, s.system_voltage_v)
+    group_specs = [GroupSpec(g.group_id, g.parent_id, g.name) for g in site.groups
+                   if g.group_id != SITE_GROUP]
+    tree = build_tree(group_specs)
+    children = tree.children()
+    group_limit = {g.group_id: g.max_current_ma for g in site.groups}
+
+    # 1. overdraft, measured at a fresh site grid meter
+    site_grid = [m for m in site.meters if m.role == MeterRole.GRID
+                 and (m.group_id == SITE_GROUP or m.group_id not in tree.nodes)]
+    grid_fresh = bool(site_grid) and not any(m.is_stale(now_s) for m in site_grid)
+    grid_ma: Phases | None = None
+    grid_w: int | None = None
+    if grid_fresh:
+        grid_ma = ZERO
+        grid_w = 0
+        for m in site_grid:
+            grid_ma = add(grid_ma, meter_currents_ma(m, volt))
+            grid_w += m.power_w
+    over = overdraft_ma(s, grid_ma)
+    penalty = memory.overdraft_penalty_ma
+    until = memory.overdraft_until_s
+    if until is None or now_s >= until:
+        penalty, until = 0, None
+    if over > 0:
+        penalty, until = max(penalty, over), now_s + s.overdraft_hold_s
+
+    # 2. budget
+    budget = site_budget_ma(s, penalty)
+    evse_cap = (s.max_total_evse_current_ma,) * 3 if s.max_total_evse_current_ma > 0 else UNLIMITED
+
+    # 3. EVSEs in the building frame, controlled or booked
+    views = [_view(e, memory, now_s, tree.nodes, s.disable_policy, s.com_error_grace_s, volt)
+             for e in sorted(site.evses, key=lambda e: e.dev_id)]
+    booked: dict[int, Phases] = {}
+    draw_below: dict[int, Phases] = {}
+    booked_below: dict[int, Phases] = {}
+    for v in views:
+        booked[v.group_id] = add(booked.get(v.group_id, ZERO), v.booked_ma)
+        for g in tree.path(v.group_id):
+            draw_below[g] = add(draw_below.get(g, ZERO), v.draw_ma)
+            booked_below[g] = add(booked_below.get(g, ZERO), v.booked_ma)
+
+    # 4. non-EVSE load per node
+    node_limit: dict[int, Phases] = {SITE_GROUP: budget}
+    for gid in tree.nodes:
+        limit = group_limit.get(gid)
+        if gid != SITE_GROUP:
+            node_limit[gid] = (limit,) * 3 if limit is not None else UNLIMITED
+    loads = node_loads(children=children, node_limit_ma=node_limit, meters=site.meters,
+                       booked_ma=booked, evse_draw_below_ma=draw_below,
+                       booked_below_ma=booked_below, now_s=now_s, voltage_v=volt)
+
+    # 5. demands and allocation
+    specs = tuple(
+        GroupSpec(gid, tree.parent[gid], tree.nodes[gid].name, node_limit[gid],
+                  evse_cap if gid == SITE_GROUP else UNLIMITED, loads[gid].non_evse_ma,
+                  loads[gid].stale, penalty if gid == SITE_GROUP else 0)
+        for gid in tree.nodes
+    )
+    surplus_w = site.surplus_w if site.surplus_w is not None else _surplus_w(
+        site, views, grid_w, now_s, volt)
+    params = AllocParams(s.min_pause_time_s, s.min_run_time_s, s.max_imbalance_ma,
+                         s.imbalance_add, s.fcfs, float(max(0, surplus_w)), volt)
+    controlled = [v for v in views if v.controlled]
+    snapshot = Snapshot(now_s, specs, tuple(_demand(v) for v in controlled), params,
+                        {k: t for k, t in memory.evses.items()})
+    if s.lb_enabled:
+        alloc = allocate(snapshot)
+        setpoints = dict(alloc.setpoints)
+        timers = dict(alloc.timers)
+    else:
+        obs = Reason("observation", "observation mode: load management does not write")
+        setpoints = {v.evse.dev_id: Setpoint(v.evse.dev_id, 0, v.evse.phases_mask, False, obs)
+                     for v in controlled}
+        timers = {}
+    for v in views:
+        if not v.controlled:
+            sp, t = _uncontrolled(v, memory, now_s, s.disable_policy, s.com_error_grace_s)
+            setpoints[v.evse.dev_id] = (
+                sp if s.lb_enabled else replace(sp, reason=Reason(
+                    "observation", "observation mode: load management does not write")))
+            timers[v.evse.dev_id] = t
+
+    # 6. diagnostics
+    diagnostics = _diagnostics(site, views, setpoints, specs, tree, budget, evse_cap, over,
+                               penalty, grid_w, surplus_w, now_s, volt)
+    new_memory = PlanMemory(timers, penalty, until)
+    return PlanResult(setpoints, new_memory, diagnostics, write=s.lb_enabled)
+
+
+def _view(e: EvseInput, memory: PlanMemory, now_s: float, nodes: dict, policy: int,
+          grace_s: float, volt: int) -> _EvseView:
+    group = e.group_id if e.group_id in nodes else SITE_GROUP
+    rotation = _ROTATIONS.get(e.phase_rotation_deg)
+    emask = e.phases_mask & 0b111
+    # Unknown wiring: the car may load any building phase, so book it on all three.
+    mask = (0b111 if emask else 0) if rotation is None else _rotate_mask(emask, rotation)
+    last = memory.evses.get(e.dev_id)
+    offered = last.last_current_ma if last is not None else 0
+    if e.measured_ma is not None:
+        measured = rotate_phases(e.measured_ma, rotation) if rotation is not None else (
+            (max(e.measured_ma),) * 3)
+        draw = measured
+    elif e.charging:
+        draw = mask_to_phases(mask, offered)
+    else:
+        draw = ZERO
+    if e.com_error_since_s is not None:
+        if now_s - e.com_error_since_s < grace_s:
+            return _EvseView(e, group, mask, draw, False, draw)
+        per_phase = max(0, round(e.last_power_w * 1000 / (volt * max(1, mask.bit_count()))))
+        return _EvseView(e, group, mask, draw, False, mask_to_phases(mask, per_phase))
+    if not e.enabled:
+        held = 0
+        if e.connected and policy == DisablePolicy.MIN_CURRENT:
+            held = max(e.min_current_ma, MIN_CURRENT_FLOOR_MA)
+        elif e.connected and policy == DisablePolicy.UNLIMITED:
+            held = e.max_current_ma
+        reserved = mask_to_phases(mask, held)
+        return _EvseView(e, group, mask, draw, False, _pmax(draw, reserved))
+    return _EvseView(e, group, mask, draw, True)
+
+
+def _rotate_mask(mask: int, rotation: int) -> int:
+    shift = rotation // 120
+    return ((mask << shift) | (mask >> (3 - shift))) & 0b111
+
+
+def _pmax(a: Phases, b: Phases) -> Phases:
+    return (max(a[0], b[0]), max(a[1], b[1]), max(a[2], b[2]))
+
+
+def _demand(v: _EvseView) -> EvseDemand:
+    e = v.evse
+    reason: Reason | None = None
+    if not e.connected:
+        reason = Reason("not_connected", "no car connected")
+    elif not e.authorised:
+        reason = Reason("not_authorised", "waiting for authorisation (RFID/PIN/user)")
+    elif not e.allowed:
+        reason = Reason("not_allowed", e.not_allowed_reason or "charging not allowed now")
+    return EvseDemand(
+        dev_id=e.dev_id, group_id=v.group_id, priority=e.priority,
+        min_ma=max(e.min_current_ma, MIN_CURRENT_FLOOR_MA), max_ma=e.max_current_ma,
+        phases_mask=v.mask, wants_charge=reason is None, not_charging_reason=reason,
+        surplus=e.surplus, arrival_order=e.arrival_order,
+        session_energy_wh=e.session_energy_wh, max_text=e.max_reason,
+        evse_phases_mask=e.phases_mask & 0b111,
+    )
+
+
+def _uncontrolled(v: _EvseView, memory: PlanMemory, now_s: float, policy: int,
+                  grace_s: float) -> tuple[Setpoint, EvseTimers]:
+    e = v.evse
+    mask = e.phases_mask & 0b111
+    if e.com_error_since_s is not None:
+        last = memory.evses.get(e.dev_id) or EvseTimers()
+        silent = now_s - e.com_error_since_s
+        if silent < grace_s:
+            reason = Reason("com_error", f"no answer for {silent:.0f} s: holding the last "
+                            "setpoint, its last reading counts as load")
+            return Setpoint(e.dev_id, last.last_current_ma, mask, False, reason), last
+        reason = Reason("com_error", f"no answer for {silent:.0f} s: its last power "
+                        f"{e.last_power_w} W is booked as load")
+        return Setpoint(e.dev_id, 0, mask, False, reason), EvseTimers()
+    if policy == DisablePolicy.MIN_CURRENT:
+        cur = max(e.min_current_ma, MIN_CURRENT_FLOOR_MA)
+        reason = Reason("disabled", "device disabled: left at its minimum current")
+        return Setpoint(e.dev_id, cur, mask, False, reason), EvseTimers(last_current_ma=cur)
+    if policy == DisablePolicy.UNLIMITED:
+        reason = Reason("disabled", "device disabled: all limits removed")
+        return (Setpoint(e.dev_id, e.max_current_ma, mask, False, reason, unlimited=True),
+                EvseTimers(last_current_ma=e.max_current_ma))
+    reason = Reason("disabled", "device disabled: charging off")
+    return Setpoint(e.dev_id, 0, mask, False, reason), EvseTimers()
+
+
+def _power_w(currents: Phases, volt: int) -> int:
+    return round(sum(currents) * volt / 1000)
+
+
+def _surplus_w(site: SiteInput, views: list[_EvseView], grid_w: int | None, now_s: float,
+               volt: int) -> int:
+    """PV surplus: what would be exported if no car charged (0 when a needed meter is stale).
+
+    With a site grid meter: −grid + EV power + storage charging − home-storage discharge.
+    Without: production − consumption (+ discharge of "storage all" batteries).
+    """
+    ev_w = sum(_power_w(v.draw_ma, volt) for v in views)
+    meters = site.meters
+    if grid_w is not None:
+        surplus = -grid_w + ev_w
+        for m in meters:
+            if m.is_stale(now_s):
+                if m.role in (MeterRole.STORAGE_HOME, MeterRole.STORAGE_ALL):
+                    return 0
+                continue
+            if m.role in (MeterRole.STORAGE_HOME, MeterRole.STORAGE_ALL) and m.power_w > 0:
+                surplus += m.power_w  # the battery yields to the cars
+            elif m.role == MeterRole.STORAGE_HOME and m.power_w < 0:
+                surplus += m.power_w  # home battery discharge is not for cars
+        return surplus
+    if any(m.role == MeterRole.GRID and (m.group_id == SITE_GROUP) for m in meters):
+        return 0  # the site grid meter is stale
+    surplus = 0
+    for m in meters:
+        relevant = m.role in (MeterRole.PRODUCTION, MeterRole.CONSUMPTION, MeterRole.STORAGE_ALL)
+        if relevant and m.is_stale(now_s):
+            return 0
+        if m.role == MeterRole.PRODUCTION:
+            surplus += m.power_w
+        elif m.role == MeterRole.CONSUMPTION or (
+                m.role == MeterRole.STORAGE_ALL and m.power_w < 0):
+            surplus -= m.power_w  # a discharging "storage all" battery adds to the surplus
+    return surplus
+
+
+def _diagnostics(site: SiteInput, views: list[_EvseView], setpoints: dict[str, Setpoint],
+                 specs: tuple[GroupSpec, ...], tree, budget: Phases, evse_cap: Phases,
+                 over: int, penalty: int, grid_w: int | None, surplus_w: int, now_s: float,
+                 volt: int) -> Diagnostics:
+    s = site.settings
+    allocated: dict[int, Phases] = {g.group_id: ZERO for g in specs}
+    site_evse_load = ZERO
+    for v in views:
+        sp = setpoints[v.evse.dev_id]
+        if v.controlled and sp.current_ma > 0:
+            vec = mask_to_phases(v.mask, sp.current_ma)
+            site_evse_load = add(site_evse_load, vec)
+            for g in tree.path(v.group_id):
+                allocated[g] = add(allocated[g], vec)
+    nodes: dict[int, NodeDiagnostics] = {}
+    for g in specs:
+        room = sub(sub(g.limit_ma, g.non_evse_load_ma), allocated[g.group_id])
+        is_site = g.group_id == SITE_GROUP
+        if is_site and max(evse_cap) < UNLIMITED_MA:
+            room = tuple(min(r, c - a) for r, c, a in
+                         zip(room, evse_cap, allocated[g.group_id], strict=True))  # type: ignore[assignment]
+        nodes[g.group_id] = NodeDiagnostics(
+            g.group_id, g.parent_id, g.limit_ma, g.non_evse_load_ma, allocated[g.group_id],
+            room, g.stale, evse_cap if is_site and max(evse_cap) < UNLIMITED_MA else None)
+    site_spec = next(g for g in specs if g.group_id == SITE_GROUP)
+    non_evse = site_spec.non_evse_load_ma
+    evse_room = tuple(max(0, min(b - n, c)) for b, n, c in
+                      zip(budget, non_evse, evse_cap, strict=True))
+    fresh = [m for m in site.meters if not m.is_stale(now_s)]
+    production_w = sum(m.power_w for m in fresh if m.role == MeterRole.PRODUCTION)
+    consumers = [m for m in fresh if m.role == MeterRole.CONSUMPTION]
+    evse_w = sum(_power_w(v.draw_ma, volt) for v in views)
+    storage_w = sum(m.power_w for m in fresh
+                    if m.role in (MeterRole.STORAGE_HOME, MeterRole.STORAGE_ALL))
+    if consumers:
+        consumption_w = sum(m.power_w for m in consumers)
+    elif grid_w is not None:
+        consumption_w = grid_w + production_w - evse_w - storage_w
+    else:
+        consumption_w = 0
+    error_w = sum(v.evse.last_power_w for v in views
+                  if v.evse.com_error_since_s is not None
+                  and now_s - v.evse.com_error_since_s >= s.com_error_grace_s)
+    judged = add(site_evse_load, non_evse) if s.imbalance_add else site_evse_load
+    return Diagnostics(
+        site_budget_ma=budget,
+        evse_budget_ma=evse_room,  # type: ignore[arg-type]
+        non_evse_ma=non_evse,
+        overdraft_ma=over,
+        overdraft_penalty_ma=penalty,
+        cons_evse_power_w=evse_w,
+        avail_evse_power_w=round(sum(evse_room) * volt / 1000),
+        grid_power_w=grid_w,
+        consumption_power_w=consumption_w,
+        production_power_w=production_w,
+        surplus_w=surplus_w,
+        error_power_w=error_w,
+        imbalance_ma=max(judged) - min(judged),
+        nodes=nodes,
+    )
