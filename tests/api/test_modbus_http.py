@@ -128,7 +128,7 @@ BAD_REQUESTS = [
     ("device=evse&read=8016q", "bad modbus register size"),
     ("device=evse&read=8002&count=0", "count out of range"),
     ("device=evse&read=8002&count=126", "count out of range"),
-    ("device=evse&read=8002&count=x", "bad value"),
+    ("device=evse&read=8002&count=x", "bad value: count must be a number"),
     ("device=evse&read=8042d&count=2", "count reads raw 16-bit registers"),
     ("device=evse&read=8030&count=4", "unknown modbus register: 8032"),
     ("device=evse&write=8093&value=59", "value out of range: 8093 charging_cur_limit"),

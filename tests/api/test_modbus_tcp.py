@@ -112,6 +112,13 @@ async def test_exceptions_and_nothing_written(cb, mb):
     assert {u: cb.app.powerbrain.read_all(u) for u in ("evse", "meter1", "meter2")} == before
 
 
+async def test_read_write_multiple_registers(cb, mb):
+    rr = await mb.readwrite_registers(read_address=8093, read_count=2, write_address=8093,
+                                      values=[90, 0], device_id=1)
+    assert not rr.isError() and rr.registers == [90, 0]
+    assert await cb.client.get("modbus", device="evse", read="8094") == (200, 0)
+
+
 async def test_input_registers_read_the_same_and_coils_are_refused(cb, mb):
     rr = await mb.read_input_registers(8002, count=2, device_id=1)
     assert not rr.isError() and rr.registers == [1, 256]

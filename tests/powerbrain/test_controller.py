@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from chargebrain.powerbrain import PowerBrain, RegisterError, WriteOp
 from chargebrain.powerbrain.controller import CONTROLLER_NS
+from chargebrain.powerbrain.registers import REGISTERS, encode
 from chargebrain.store.db import Store
 
 SEED_METER2_ALL = {
@@ -204,3 +207,48 @@ def test_without_a_store_nothing_is_persisted():
     pb.start(0.0)
     pb.write("evse", [WriteOp(8081, value=100)], 1.0)
     assert pb.read_value("evse", 8081) == 100
+
+
+WRITABLE_INTS = [r for r in REGISTERS if r.writable and r.readable and r.kind == "int"]
+
+
+@st.composite
+def field_and_value(draw):
+    reg = draw(st.sampled_from(WRITABLE_INTS))
+    lo, hi = draw(st.sampled_from(reg.allowed))
+    return reg, sorted(reg.units)[0], draw(st.integers(lo, hi))
+
+
+@given(field_and_value())
+def test_typed_write_reads_back_raw_and_typed(case):
+    reg, unit, value = case
+    pb = PowerBrain(None)
+    pb.start(0.0)
+    pb.write(unit, [WriteOp(reg.address, reg.suffix, value=value)], 1.0)
+    assert pb.read_value(unit, reg.address, reg.suffix) == value
+    assert pb.read_raw(unit, reg.address, reg.size) == encode(reg, value)
+
+
+@given(field_and_value())
+def test_raw_write_reads_back_typed(case):
+    reg, unit, value = case
+    pb = PowerBrain(None)
+    pb.start(0.0)
+    pb.write_raw(unit, reg.address, encode(reg, value), 1.0)
+    assert pb.read_value(unit, reg.address, reg.suffix) == value
+
+
+@given(st.sampled_from(WRITABLE_INTS), st.integers(-(1 << 64), 1 << 64))
+def test_values_outside_the_range_are_refused(reg, value):
+    pb = PowerBrain(None)
+    pb.start(0.0)
+    unit = sorted(reg.units)[0]
+    before = pb.read_all(unit)
+    if reg.in_range(value):
+        pb.write(unit, [WriteOp(reg.address, reg.suffix, value=value)], 1.0)
+        assert pb.read_value(unit, reg.address, reg.suffix) == value
+    else:
+        with pytest.raises(RegisterError) as err:
+            pb.write(unit, [WriteOp(reg.address, reg.suffix, value=value)], 1.0)
+        assert err.value.exc_code == 3
+        assert pb.read_all(unit) == before

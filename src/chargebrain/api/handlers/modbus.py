@@ -19,7 +19,7 @@ import re
 from typing import TYPE_CHECKING, Any
 
 from chargebrain.api.commands import Access, Command
-from chargebrain.api.errors import bad_request
+from chargebrain.api.errors import ApiError, bad_request
 from chargebrain.auth import require_admin
 from chargebrain.powerbrain import RegisterError, WriteOp
 from chargebrain.powerbrain.registers import UNIT_NAMES
@@ -149,7 +149,10 @@ async def modbus(app: ChargeBrain, req: ApiRequest) -> Any:
             return pb.read_all(unit, pb.clock())
         address, suffix = parse_address(read)
         if req.has("count"):
-            count = parse_number(req.text("count"))
+            try:
+                count = parse_number(req.text("count"))
+            except ApiError:
+                raise bad_request("bad value: count must be a number") from None
             if not 1 <= count <= MAX_COUNT:
                 raise bad_request(f"count out of range: 1 to {MAX_COUNT}")
             if suffix:
