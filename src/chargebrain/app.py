@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,9 +18,13 @@ from aiohttp import web
 from chargebrain.api.http import build_web_app
 from chargebrain.api.modbus_server import PowerBrainModbusServer
 from chargebrain.auth import Authenticator
+from chargebrain.devices.registry import DeviceRegistry
 from chargebrain.params import Params
 from chargebrain.powerbrain import PowerBrain
 from chargebrain.store.db import Store
+from chargebrain.users.evses import RegistryEvses
+from chargebrain.users.service import UserService
+from chargebrain.users.transactions import TransactionLog
 
 log = logging.getLogger("chargebrain")
 
@@ -46,6 +51,19 @@ class ChargeBrain:
         self.modbus_server: PowerBrainModbusServer | None = None
         self.params = Params(self.store)
         self.auth = Authenticator(self.store, self.params)
+        # users, RFIDs, sessions, budgets (app.users) and the transaction log
+        self.users = UserService(self.store, tz=None,
+                                 evses=RegistryEvses(lambda: getattr(self, "devices", None)))
+        self.transactions = TransactionLog(
+            self.store, on_charging=lambda: bool(self.params["ta_on_charging"]),
+            ledger=self.users.ledger, budget_for=self.users.budget_for,
+            name_of=self.users.user_name)
+        self.transactions.recover()
+        # configured devices with their drivers and runtime status (devices/registry.py)
+        self.devices = DeviceRegistry(self.store,
+                                      voltage_v=lambda: int(self.params["system_voltage"]),
+                                      powerbrain=lambda: self.powerbrain)
+        self.devices.load()
         self._runner: web.AppRunner | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self.http_port: int | None = None
@@ -76,6 +94,9 @@ class ChargeBrain:
                 await task
         if self._runner is not None:
             await self._runner.cleanup()
+        with contextlib.suppress(Exception):
+            self.transactions.flush(time.time())  # the last seconds of running transactions
+        await self.devices.close()
         if self.modbus_server is not None:
             await self.modbus_server.stop()
         self.powerbrain.close()

@@ -1,7 +1,14 @@
 """Admin authentication: HTTP Basic `admin`, scrypt-hashed password, constant-time compare.
 
-The password is never stored or logged in plain text. When none was ever set, the first start
-generates one, prints it once and stores only its hash.
+The password is never stored or logged in plain text: the store keeps a salted scrypt hash, and
+the small cache of recently checked `Authorization` headers is keyed by a SHA-256 of the header.
+When no password was ever set, the first start generates one, prints it once and stores only its
+hash; `--admin-password` / `CHARGEBRAIN_ADMIN_PASSWORD` set it explicitly.
+
+Failed credentials (a wrong admin password, and unknown user PINs/RFIDs reported by the users
+API) slow down further attempts from the same address: after `FREE_FAILURES` failures within
+`FAIL_WINDOW_S`, every further failure waits twice as long as the one before, up to
+`max_delay_s`. The clock and the sleep are injectable so tests can drive this without waiting.
 """
 
 from __future__ import annotations
@@ -13,7 +20,10 @@ import hashlib
 import hmac
 import secrets
 import time
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from chargebrain.api.commands import Access
 from chargebrain.api.errors import ApiError
@@ -25,23 +35,38 @@ SECRET_NS = "secret"
 ADMIN_KEY = "admin_password"
 ADMIN_USER = "admin"
 _SCRYPT = {"n": 2**14, "r": 8, "p": 1, "dklen": 32}
-LOCALHOST = {"127.0.0.1", "::1", "localhost"}
+LOCALHOST = {"127.0.0.1", "::1", "::ffff:127.0.0.1"}
+MIN_PASSWORD_LEN = 8
+MAX_PASSWORD_LEN = 128
+AUTH_REALM = 'Basic realm="chargebrain"'
 
 
-def hash_password(password: str, salt: bytes | None = None) -> dict[str, str]:
+def hash_password(password: str, salt: bytes | None = None) -> dict[str, Any]:
+    """A salted scrypt hash record of `password` (what the store keeps)."""
     salt = salt or secrets.token_bytes(16)
     digest = hashlib.scrypt(password.encode(), salt=salt, **_SCRYPT)
-    return {"alg": "scrypt", "salt": salt.hex(), "hash": digest.hex()}
+    return {"alg": "scrypt", "n": _SCRYPT["n"], "r": _SCRYPT["r"], "p": _SCRYPT["p"],
+            "salt": salt.hex(), "hash": digest.hex()}
 
 
-def verify_password(password: str, stored: dict[str, str]) -> bool:
-    salt = bytes.fromhex(stored["salt"])
-    digest = hashlib.scrypt(password.encode(), salt=salt, **_SCRYPT)
-    return hmac.compare_digest(digest.hex(), stored["hash"])
+def verify_password(password: str, stored: dict[str, Any]) -> bool:
+    """True when `password` matches the hash record; compares in constant time.
+
+    A malformed record never matches (and never raises)."""
+    try:
+        salt = bytes.fromhex(stored["salt"])
+        expected = bytes.fromhex(stored["hash"])
+        params = {"n": int(stored.get("n", _SCRYPT["n"])), "r": int(stored.get("r", _SCRYPT["r"])),
+                  "p": int(stored.get("p", _SCRYPT["p"])), "dklen": len(expected)}
+        digest = hashlib.scrypt(password.encode(), salt=salt, **params)
+    except (KeyError, TypeError, ValueError):
+        return False
+    return hmac.compare_digest(digest, expected)
 
 
 def parse_basic(header: str | None) -> tuple[str, str] | None:
-    if not header or not header.lower().startswith("basic "):
+    """(user, password) from an HTTP Basic `Authorization` header, or None."""
+    if not header or header[:6].lower() != "basic ":
         return None
     try:
         raw = base64.b64decode(header[6:].strip(), validate=True).decode("utf-8")
@@ -49,6 +74,14 @@ def parse_basic(header: str | None) -> tuple[str, str] | None:
         return None
     user, sep, password = raw.partition(":")
     return (user, password) if sep else None
+
+
+def failure_delay_s(count: int, free: int, max_delay_s: float) -> float:
+    """How long the `count`-th failure within the window waits: nothing for the first `free`,
+    then 0.1 s doubling per failure, capped at `max_delay_s`."""
+    if count <= free:
+        return 0.0
+    return min(max_delay_s, 0.1 * 2 ** min(count - free - 1, 30))
 
 
 @dataclass
@@ -63,17 +96,27 @@ class Authenticator:
 
     store: Store
     params: Params
-    _failures: dict[str, _Failures] = field(default_factory=dict)
-    _verified: dict[str, bool] = field(default_factory=dict)  # header → ok, small cache
+    clock: Callable[[], float] = time.monotonic
+    sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep
+    max_delay_s: float = 2.0
+    _failures: OrderedDict[str, _Failures] = field(default_factory=OrderedDict)
+    _verified: OrderedDict[bytes, bool] = field(default_factory=OrderedDict)
+    _hash_lock: asyncio.Lock | None = None
 
     FAIL_WINDOW_S = 300.0
-    MAX_DELAY_S = 2.0
+    FREE_FAILURES = 3
+    MAX_TRACKED = 10000  # addresses remembered for the slowdown
+    MAX_CACHED = 64  # verified headers remembered
+
+    # -- the password -------------------------------------------------------------------------
 
     def ensure_password(self, explicit: str | None) -> str | None:
         """Set the admin password from `explicit`, or create a random one on first start.
-        Returns the generated password (to print once), else None."""
+
+        Returns the generated password (for the caller to print once), else None."""
         if explicit:
-            self.set_password(explicit)
+            if not self.check_password(explicit):
+                self.set_password(explicit)
             return None
         if self.store.kv_get(SECRET_NS, ADMIN_KEY) is None:
             generated = secrets.token_urlsafe(12)
@@ -82,54 +125,101 @@ class Authenticator:
         return None
 
     def set_password(self, password: str) -> None:
+        """Store the hash of a new admin password (committed before it returns)."""
         self.store.kv_set(SECRET_NS, ADMIN_KEY, hash_password(password))
         self._verified.clear()
 
     def check_password(self, password: str) -> bool:
         stored = self.store.kv_get(SECRET_NS, ADMIN_KEY)
-        return stored is not None and verify_password(password, stored)
+        return isinstance(stored, dict) and verify_password(password, stored)
+
+    async def change_password(self, old: str, new: str, remote: str) -> None:
+        """`change_admin_pwd`: `old` must be the current password; `new` 8-128 characters.
+
+        Raises ApiError 403 for a wrong old password (counted as a failure) and 400 for an
+        unacceptable new one."""
+        if not MIN_PASSWORD_LEN <= len(new) <= MAX_PASSWORD_LEN:
+            raise ApiError(f"new_pwd must be {MIN_PASSWORD_LEN} to {MAX_PASSWORD_LEN} characters",
+                           400)
+        if any(ord(ch) < 32 for ch in new):
+            raise ApiError("new_pwd must not contain control characters", 400)
+        if not await self._check_async(old):
+            await self.note_failure(remote)
+            raise ApiError("old_pwd is wrong", 403)
+        self.set_password(new)
+
+    async def _check_async(self, password: str) -> bool:
+        # scrypt takes tens of ms: run it off the event loop, one at a time, so a flood of
+        # wrong passwords neither stalls the control cycle nor eats every core.
+        if self._hash_lock is None:
+            self._hash_lock = asyncio.Lock()
+        async with self._hash_lock:
+            return await asyncio.to_thread(self.check_password, password)
+
+    # -- who is asking ------------------------------------------------------------------------
 
     async def principal(self, authorization: str | None, remote: str) -> Principal:
+        """The principal of a request: admin via localhost (if allowed) or Basic, or nobody."""
         if remote in LOCALHOST and self.params["localhost_is_admin"]:
             return Principal(is_admin=True, via="localhost")
+        if authorization is None:
+            return Principal()
         creds = parse_basic(authorization)
-        if creds is None:
-            return Principal(basic_failed=authorization is not None)
-        ok = self._verified.get(authorization or "")
-        if ok is None:
-            user, password = creds
-            ok = user == ADMIN_USER and self.check_password(password)
-            if len(self._verified) > 64:
-                self._verified.clear()
-            self._verified[authorization or ""] = ok
+        ok = False
+        if creds is not None:
+            key = hashlib.sha256(authorization.encode()).digest()
+            cached = self._verified.get(key)
+            if cached is None:
+                user, password = creds
+                cached = user == ADMIN_USER and await self._check_async(password)
+                self._verified[key] = cached
+                while len(self._verified) > self.MAX_CACHED:
+                    self._verified.popitem(last=False)
+            ok = cached
         if ok:
             self._failures.pop(remote, None)
             return Principal(is_admin=True, via="basic")
-        await self._slow_down(remote)
+        await self.note_failure(remote)
         return Principal(basic_failed=True)
 
-    async def _slow_down(self, remote: str) -> None:
-        """Each failure from one address within the window waits longer (capped)."""
-        now = time.monotonic()
-        entry = self._failures.setdefault(remote, _Failures())
+    async def note_failure(self, remote: str) -> None:
+        """Count a failed credential from `remote` and wait as `failure_delay_s` says."""
+        now = self.clock()
+        entry = self._failures.pop(remote, None) or _Failures()
         if now - entry.last_s > self.FAIL_WINDOW_S:
             entry.count = 0
         entry.count += 1
         entry.last_s = now
-        if entry.count > 3:
-            await asyncio.sleep(min(self.MAX_DELAY_S, 0.1 * 2 ** (entry.count - 4)))
+        self._failures[remote] = entry  # most recent last, so the oldest is evicted first
+        while len(self._failures) > self.MAX_TRACKED:
+            self._failures.popitem(last=False)
+        delay = failure_delay_s(entry.count, self.FREE_FAILURES, self.max_delay_s)
+        if delay > 0:
+            await self.sleep(delay)
+
+    def failures(self, remote: str) -> int:
+        """Failures counted for `remote` in the current window."""
+        entry = self._failures.get(remote)
+        if entry is None or self.clock() - entry.last_s > self.FAIL_WINDOW_S:
+            return 0
+        return entry.count
+
+    # -- what a command needs -----------------------------------------------------------------
 
     def require(self, req: ApiRequest, access: Access) -> None:
-        """Raise 401 when the command's access level is not met."""
+        """Raise 401 when the command's access level is not met (CHECKED: the handler decides)."""
         if access is Access.PUBLIC or access is Access.CHECKED:
             return
         if access is Access.READ and not self.params["api_read_needs_auth"]:
             return
-        if not req.principal.is_admin:
-            raise ApiError("authentication required", 401)
+        require_admin(req)
 
 
 def require_admin(req: ApiRequest) -> None:
-    """For handlers with Access.CHECKED that need admin for some forms."""
+    """Raise 401 unless the request comes from the admin."""
     if not req.principal.is_admin:
-        raise ApiError("authentication required", 401)
+        raise ApiError(unauthorised_message(req.principal), 401)
+
+
+def unauthorised_message(principal: Principal) -> str:
+    return "wrong user name or password" if principal.basic_failed else "authentication required"

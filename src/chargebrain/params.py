@@ -6,7 +6,10 @@ anything is applied, so a request with one bad value changes nothing.
 
 from __future__ import annotations
 
+import json
 import math
+import sqlite3
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -148,6 +151,19 @@ class Params:
         persisted = {k: v for k, v in updates.items() if SPECS[k].persisted}
         if persisted:
             self._store.kv_set_many(NS, persisted)
+        self._values.update(updates)
+
+    def apply_with(self, updates: dict[str, Any],
+                   write_more: Callable[[sqlite3.Connection], None]) -> None:
+        """Like `apply`, and run `write_more(conn)` in the same database transaction, so a
+        request that changes parameters and other configuration commits all or nothing."""
+        persisted = {k: v for k, v in updates.items() if SPECS[k].persisted}
+        with self._store.transaction() as conn:
+            conn.executemany(
+                "INSERT INTO kv(ns, key, value) VALUES (?, ?, ?)"
+                " ON CONFLICT(ns, key) DO UPDATE SET value=excluded.value",
+                [(NS, k, json.dumps(v)) for k, v in persisted.items()])
+            write_more(conn)
         self._values.update(updates)
 
     def set_runtime(self, name: str, value: Any) -> None:

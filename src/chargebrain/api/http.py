@@ -89,6 +89,10 @@ def build_web_app(app: ChargeBrain) -> web.Application:
     web_app = web.Application(client_max_size=MAX_BODY_BYTES, middlewares=[_collapse_slashes])
     web_app[APP_KEY] = app
     web_app.router.add_route("*", "/cnf", dispatcher.handle)
+    from chargebrain.api.handlers.users import WEB_ROUTES  # /ui/en/sim.htm (admin only)
+
+    for path, page in WEB_ROUTES:
+        web_app.router.add_get(path, page)
     if hasattr(app, "web_ui"):
         app.web_ui.add_routes(web_app)
     return web_app

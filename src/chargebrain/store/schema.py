@@ -55,4 +55,14 @@ MIGRATIONS: list[tuple[str, str]] = [
         CREATE INDEX transactions_status ON transactions(status)
         """,
     ),
+    (
+        "0005_transaction_details",
+        """
+        ALTER TABLE transactions ADD COLUMN user_name TEXT;
+        ALTER TABLE transactions ADD COLUMN charging_s REAL NOT NULL DEFAULT 0;
+        ALTER TABLE transactions ADD COLUMN updated_ts REAL;
+        ALTER TABLE transactions ADD COLUMN note TEXT NOT NULL DEFAULT '';
+        CREATE INDEX transactions_dev ON transactions(dev_id)
+        """,
+    ),
 ]

@@ -54,9 +54,16 @@ class LocalCarSlot:
 
 
 def find_virtual_car(app: ChargeBrain, dev_id: str | None) -> CarSlot | None:
-    """The slot of the simulated wallbox `dev_id` (None or "" = the local EVSE), or None."""
+    """The slot of the simulated wallbox `dev_id` (None or "" = the local EVSE), or None.
+
+    Besides the built-in wallbox, every `evse_sim` device of the registry has a car."""
     if dev_id in (None, "", LOCAL_EVSE_ID):
         return LocalCarSlot(app.powerbrain)
+    from chargebrain.devices.drivers.sim import SimCarSlot, SimEvse
+
+    device = app.devices.get(dev_id) if dev_id else None
+    if device is not None and isinstance(device.driver, SimEvse):
+        return SimCarSlot(device.driver, device.dev_id)
     return None
 
 

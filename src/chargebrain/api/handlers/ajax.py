@@ -1,0 +1,117 @@
+"""HTTP-input devices: `set_ajax_meter` and `set_ajax_evse` (POST JSON body or GET form).
+
+Admin credentials are needed unless the device is configured with `accept_unauthenticated`.
+The pushed values become the device's reading at once (get_dev_info shows them) and the
+registry's `on_push` listeners are told, so the control cycle can react immediately.
+set_ajax_evse answers the control object the caller must apply to its wallbox.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from chargebrain.api.commands import Access, Command
+from chargebrain.api.errors import bad_request, not_found
+from chargebrain.auth import require_admin
+from chargebrain.core.site import DisablePolicy
+from chargebrain.devices.base import EvseSetpoint
+from chargebrain.devices.config import EvseConfig
+from chargebrain.devices.drivers.ajax import (
+    AjaxEvse,
+    AjaxMeter,
+    PushError,
+    parse_evse_push,
+    parse_meter_push,
+)
+from chargebrain.devices.registry import Device
+
+if TYPE_CHECKING:
+    from chargebrain.api.request import ApiRequest
+    from chargebrain.app import ChargeBrain
+
+QUERY_ONLY = frozenset({"cmd", "dev_id"})
+
+
+def _push_device(app: ChargeBrain, req: ApiRequest, driver_type: type, what: str) -> Device:
+    """The HTTP-input device of the request, after the access check."""
+    dev_id = req.required_text("dev_id").strip()
+    device = app.devices.get(dev_id)
+    open_device = device is not None and getattr(device.config, "accept_unauthenticated", False)
+    if not open_device:
+        require_admin(req)
+    if device is None:
+        raise not_found("unknown device")
+    if not isinstance(device.driver, driver_type):
+        raise bad_request(f"{dev_id} is not an HTTP input {what}")
+    return device
+
+
+def _pushed_data(req: ApiRequest) -> dict[str, Any]:
+    """The JSON body when there is one, else the query parameters (GET form)."""
+    if req.body.strip():
+        data = req.json_body()
+        if not isinstance(data, dict):
+            raise bad_request("body must be a JSON object")
+        return data
+    return {k: v for k, v in req.query.items() if k not in QUERY_ONLY}
+
+
+async def set_ajax_meter(app: ChargeBrain, req: ApiRequest) -> str:
+    """Store the values an HTTP-input meter pushes."""
+    device = _push_device(app, req, AjaxMeter, "meter")
+    driver = device.driver
+    assert isinstance(driver, AjaxMeter)
+    try:
+        reading = parse_meter_push(_pushed_data(req), int(app.params["system_voltage"]),
+                                   driver.reading)
+    except PushError as err:
+        raise bad_request(str(err)) from None
+    app.devices.push(device, reading, app.devices.clock())
+    return "ok"
+
+
+async def set_ajax_evse(app: ChargeBrain, req: ApiRequest) -> dict[str, Any]:
+    """Store what an HTTP-input wallbox pushes; answer what it must do now."""
+    device = _push_device(app, req, AjaxEvse, "wallbox")
+    driver = device.driver
+    assert isinstance(driver, AjaxEvse)
+    try:
+        reading = parse_evse_push(_pushed_data(req), int(app.params["system_voltage"]),
+                                  driver.reading)
+    except PushError as err:
+        raise bad_request(str(err)) from None
+    app.devices.push(device, reading, app.devices.clock())
+    return control_answer(device, driver.setpoint, int(app.params["disable_policy"]))
+
+
+def control_answer(device: Device, setpoint: EvseSetpoint | None, disable_policy: int
+                   ) -> dict[str, Any]:
+    """The set_ajax_evse answer: the latest setpoint, or, when load management has not set
+    one (observation mode, not yet, device disabled), what `disable_policy` leaves it with."""
+    config = device.config
+    assert isinstance(config, EvseConfig)
+    enabled = config.device_enabled == 1
+    if setpoint is None or not enabled:
+        setpoint = policy_setpoint(config, device.status.max_current_ma, disable_policy)
+    return {"device_enabled": enabled,
+            "charging_enabled": setpoint.charging_allowed,
+            "paused": bool(device.status.paused),
+            "charging_current": setpoint.current_ma if setpoint.charging_allowed else 0}
+
+
+def policy_setpoint(config: EvseConfig, evaluated_max_ma: int | None, disable_policy: int
+                    ) -> EvseSetpoint:
+    """What a wallbox is left with when nobody controls it (param `disable_policy`)."""
+    if disable_policy == DisablePolicy.OFF:
+        return EvseSetpoint(0, enabled=False)
+    if disable_policy == DisablePolicy.UNLIMITED:
+        if isinstance(config.max_charging_cur, int):
+            return EvseSetpoint(config.max_charging_cur)
+        return EvseSetpoint(evaluated_max_ma or config.min_charging_cur)
+    return EvseSetpoint(config.min_charging_cur)
+
+
+COMMANDS: dict[str, Command] = {
+    "set_ajax_meter": Command(set_ajax_meter, Access.CHECKED),
+    "set_ajax_evse": Command(set_ajax_evse, Access.CHECKED),
+}

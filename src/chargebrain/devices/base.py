@@ -1,0 +1,117 @@
+"""The one small driver protocol, and the readings and setpoints that cross it.
+
+A driver talks to one device. Every driver can `read(now_s)`; EVSE drivers can also
+`apply(setpoint)`. A driver raises `DeviceError` (or lets a timeout/OSError escape) when the
+device does not answer; the registry turns that into the device's COM-error status, so drivers
+stay free of bookkeeping. Readings are raw: the registry applies a meter's `factor`/`invert`.
+
+Units: currents in mA per phase (the EVSE's own phase order for EVSEs, the meter's for meters),
+voltages in V, power in W (signed for meters: negative = export), energy in Wh.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
+
+from chargebrain.units import ZERO, Phases
+
+# API state scale of get_dev_info (not the 0-based register 8092 scale).
+STATE_STANDBY = 1
+STATE_VEHICLE_DETECTED = 2
+STATE_CHARGING = 3
+STATE_VENTILATION = 4
+STATE_ERROR = 5
+STATE_OFFLINE = 6
+
+
+class DeviceError(Exception):
+    """The device did not answer, or answered something unusable (a COM error)."""
+
+
+@dataclass(frozen=True, slots=True)
+class EvseReading:
+    """What an EVSE reports. `state` uses the API scale 1–5 (6 offline is the registry's)."""
+
+    state: int = STATE_STANDBY
+    currents_ma: Phases = ZERO  # per EVSE phase, L1..L3 of the wallbox
+    power_w: int = 0
+    total_energy_wh: int | None = None  # None: the EVSE has no energy meter (soft meter counts)
+    model: str = ""
+    cable_max_ma: int = 0  # most the cable/car/fixed setting allows; 0 = unknown
+    current_limit_ma: int = 0  # the limit the EVSE applies right now (its own view)
+    offered_ma: int = 0  # what the pilot signals to the car now (0 = nothing)
+    enabled: bool = True  # charging enabled at the EVSE right now
+    rfid: str = ""  # last RFID/PIN seen at the wallbox, "" = none
+    cp_state: str = ""  # charge-pilot text for the local Power Brain ("Standby", …)
+    pp_state: str = ""  # proximity-pilot text ("no cable", "16 A cable", …)
+
+    @property
+    def plugged(self) -> bool:
+        """A vehicle is connected (states B, C, D)."""
+        return self.state in (STATE_VEHICLE_DETECTED, STATE_CHARGING, STATE_VENTILATION)
+
+    @property
+    def charging(self) -> bool:
+        """The vehicle draws current (states C, D)."""
+        return self.state in (STATE_CHARGING, STATE_VENTILATION)
+
+    @property
+    def phases_mask(self) -> int:
+        """EVSE phases drawing more than 500 mA now (bit0 L1, bit1 L2, bit2 L3)."""
+        return sum(1 << i for i, c in enumerate(self.currents_ma) if c > 500)
+
+
+@dataclass(frozen=True, slots=True)
+class MeterReading:
+    """What a meter reports. Currents and power are signed (negative = export/feed-in).
+
+    `currents_ma` is None for a meter that measures total power only (an S0 meter without
+    per-phase data, an HTTP push without `current`); consumers then spread `power_w` evenly.
+    """
+
+    currents_ma: Phases | None = None
+    voltages_v: Phases = (230, 230, 230)
+    power_w: int = 0
+    import_wh: int = 0
+    export_wh: int = 0
+    soc: int | None = None  # state of charge in % for storage meters, when known
+    model: str = ""
+    is_va: bool | None = None  # the device says its power is VA (None: as configured)
+
+
+Reading = EvseReading | MeterReading
+
+
+@dataclass(frozen=True, slots=True)
+class EvseSetpoint:
+    """What the control cycle wants an EVSE to do. `current_ma` 0 or `enabled` False = no charge."""
+
+    current_ma: int
+    enabled: bool = True
+
+    @property
+    def charging_allowed(self) -> bool:
+        return self.enabled and self.current_ma > 0
+
+
+@runtime_checkable
+class Driver(Protocol):
+    """Every driver: read the device; release resources on close."""
+
+    async def read(self, now_s: float) -> Reading:
+        """Read the device now; raise DeviceError when it does not answer."""
+        ...
+
+    async def close(self) -> None:
+        """Drop connections; the driver is not used afterwards."""
+        ...
+
+
+@runtime_checkable
+class EvseDriver(Driver, Protocol):
+    """An EVSE driver also takes setpoints."""
+
+    async def apply(self, setpoint: EvseSetpoint) -> None:
+        """Write the setpoint to the device; raise DeviceError when that fails."""
+        ...
