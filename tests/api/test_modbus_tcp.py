@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 
 import pytest
 from pymodbus.client import AsyncModbusTcpClient
@@ -181,6 +182,26 @@ async def test_one_log_line_per_listening_socket(tmp_path, caplog):
     assert lines == [f"Modbus TCP evse (unit 1) listening on 127.0.0.1:{base}",
                      f"Modbus TCP meter1 (unit 2) listening on 127.0.0.1:{base + 1}",
                      f"Modbus TCP meter2 (unit 3) listening on 127.0.0.1:{base + 2}"]
+
+
+async def test_a_busy_port_is_a_clear_error_and_nothing_stays_open(tmp_path):
+    from chargebrain.api.modbus_server import PowerBrainModbusServer
+    from chargebrain.powerbrain import PowerBrain
+    from tests.support.ports import free_port_block
+
+    base = free_port_block(3)
+    blocker = socket.socket()
+    blocker.bind(("127.0.0.1", base + 1))
+    blocker.listen()
+    try:
+        server = PowerBrainModbusServer(PowerBrain(None), "127.0.0.1", base)
+        with pytest.raises(OSError, match=f"meter1.*127.0.0.1:{base + 1}"):
+            await server.start()
+        assert server.servers == {}
+        with socket.socket() as probe:  # the EVSE port opened first was closed again
+            probe.bind(("127.0.0.1", base))
+    finally:
+        blocker.close()
 
 
 async def test_modbus_port_0_disables_the_server(tmp_path):

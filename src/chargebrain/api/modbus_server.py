@@ -53,11 +53,19 @@ class PowerBrainModbusServer:
 
     async def start(self) -> None:
         """Listen on N, N+1, N+2; stop what was started if one port cannot be opened."""
+        pymodbus_log = logging.getLogger("pymodbus.logging")
+        if pymodbus_log.level == logging.NOTSET:
+            # its "Server listening." lines would double ours (one clear line per socket)
+            pymodbus_log.setLevel(logging.WARNING)
         try:
             for unit in LAYOUTS:
                 device = sim_device(unit, partial(self._action, unit))
                 server = ModbusTcpServer(device, address=(self.host, self.port_of(unit)))
-                await server.serve_forever(background=True)
+                try:
+                    await server.serve_forever(background=True)
+                except RuntimeError:  # pymodbus' "Could not start listen": say which port
+                    raise OSError(f"cannot listen for Modbus TCP ({unit}) on "
+                                  f"{self.host}:{self.port_of(unit)}") from None
                 self.servers[unit] = server
                 log.info("Modbus TCP %s (unit %d) listening on %s:%d", unit,
                          UNITS[unit].unit_id, self.host, self.port_of(unit))
