@@ -153,8 +153,7 @@ def encode_str(text: str, size: int) -> list[int]:
 
 def decode_str(registers: list[int]) -> str:
     """The string held by `registers`, up to the first NUL."""
-    data = b"".join(((w >> 8) & 0xFF).to_bytes(1, "big") + (w & 0xFF).to_bytes(1, "big")
-                    for w in registers)
+    data = bytes(b for w in registers for b in ((w >> 8) & 0xFF, w & 0xFF))
     return data.split(b"\x00", 1)[0].decode("latin-1")
 
 
