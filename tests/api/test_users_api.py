@@ -187,6 +187,9 @@ async def test_enter_rfid_authorises_the_waiting_evse(site):
     _, user = await site.client.get("get_user", id=uid)
     assert user["rfids"][0]["uses"] == 1
     await unplug(site)
+    result = gate("E1", config, 0)
+    assert (result.may_charge, result.reason, result.needs_auth) == (False, "auth", False)
+    await plug(site)  # a new plug-in needs a new authorisation
     assert gate("E1", config, 0).needs_auth
 
 

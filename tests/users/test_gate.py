@@ -31,8 +31,8 @@ def test_free_evse_charges_without_anyone():
 
 
 def test_evse_with_users_waits_for_authorisation():
-    idle = run(SHARED, None)
-    assert (idle.may_charge, idle.reason, idle.needs_auth) == (False, "auth", True)
+    idle = run(SHARED, None)  # nobody plugged in: nobody waits yet
+    assert (idle.may_charge, idle.reason, idle.needs_auth) == (False, "auth", False)
     plugged = run(SHARED, Session("E1", NOW))
     assert (plugged.may_charge, plugged.reason, plugged.needs_auth) == (False, "auth", True)
     assert plugged.reason_text.startswith("waiting for authorisation")

@@ -46,10 +46,15 @@ class EvseAuth:
     fixed_rfid: str = ""  # used as the session's card when none was presented at plug-in
 
     @classmethod
-    def from_config(cls, dev_id: str, config: Mapping[str, Any]) -> EvseAuth:
-        """Read `users` and `fixed_rfid` from a device configuration object."""
-        users = config.get("users") or ()
-        fixed = config.get("fixed_rfid") or ""
+    def from_config(cls, dev_id: str, config: Mapping[str, Any] | Any) -> EvseAuth:
+        """Read `users` and `fixed_rfid` from a device configuration (a JSON object, or the
+        registry's configuration model)."""
+        if isinstance(config, Mapping):
+            users, fixed = config.get("users"), config.get("fixed_rfid")
+        else:
+            users, fixed = getattr(config, "users", None), getattr(config, "fixed_rfid", None)
+        users = users or ()
+        fixed = fixed or ""
         return cls(dev_id, tuple(str(u) for u in users if str(u)),
                    fixed if isinstance(fixed, str) else str(fixed))
 
@@ -67,7 +72,7 @@ class Gate:
     max_ma: int | None = None  # cap from override `mamps`; None = no cap
     priority: int | None = None  # replaces the EVSE priority; None = keep
     phases_mask: int | None = None  # phases to assume (card `used_phases`); None = keep
-    needs_auth: bool = False  # the EVSE waits for a credential
+    needs_auth: bool = False  # a car is plugged in and waits for a credential
     user_id: str | None = None
     rfid: str | None = None
     overrides: int = 0  # bit0 C, bit1 E, bit2 U
@@ -86,10 +91,8 @@ def gate(evse: EvseAuth, session: Session | None, users: Mapping[str, User],
          budget_uses: Mapping[str, BudgetUse], now_s: float, tz: tzinfo | None) -> Gate:
     """Decide whether `evse` may charge now (see the module docstring for the rules)."""
     if session is None:
-        # Nothing plugged in: say what the next session would need.
-        if evse.needs_auth:
-            return Gate(False, REASON_AUTH, needs_auth=True)
-        return Gate(True)
+        # Nothing plugged in: say what the next session would need (nobody waits yet).
+        return Gate(False, REASON_AUTH) if evse.needs_auth else Gate(True)
     user = users.get(session.user_id) if session.user_id else None
     card = user.rfid(session.rfid) if user is not None and session.rfid else None
     common = {

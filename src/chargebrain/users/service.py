@@ -428,7 +428,7 @@ class UserService:
 
     # -- the control cycle --------------------------------------------------------------------
 
-    def gate_for(self, dev_id: str, config: Mapping[str, Any], now: float) -> Gate:
+    def gate_for(self, dev_id: str, config: Mapping[str, Any] | Any, now: float) -> Gate:
         """The gate of one EVSE this cycle (see users.gate)."""
         return gate(EvseAuth.from_config(dev_id, config), self.sessions.get(dev_id),
                     self.users.as_mapping(), self.ledger.view(), now, self.tz)
