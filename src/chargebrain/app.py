@@ -22,6 +22,7 @@ from chargebrain.devices.registry import DeviceRegistry
 from chargebrain.params import Params
 from chargebrain.powerbrain import PowerBrain
 from chargebrain.store.db import Store
+from chargebrain.users.cycle import device_changed
 from chargebrain.users.evses import RegistryEvses
 from chargebrain.users.service import UserService
 from chargebrain.users.transactions import TransactionLog
@@ -51,6 +52,11 @@ class ChargeBrain:
         self.modbus_server: PowerBrainModbusServer | None = None
         self.params = Params(self.store)
         self.auth = Authenticator(self.store, self.params)
+        # configured devices with their drivers and runtime status (devices/registry.py)
+        self.devices = DeviceRegistry(self.store,
+                                      voltage_v=lambda: int(self.params["system_voltage"]),
+                                      powerbrain=lambda: self.powerbrain)
+        self.devices.load()
         # users, RFIDs, sessions, budgets (app.users) and the transaction log
         self.users = UserService(self.store, tz=None,
                                  evses=RegistryEvses(lambda: getattr(self, "devices", None)))
@@ -59,11 +65,8 @@ class ChargeBrain:
             ledger=self.users.ledger, budget_for=self.users.budget_for,
             name_of=self.users.user_name)
         self.transactions.recover()
-        # configured devices with their drivers and runtime status (devices/registry.py)
-        self.devices = DeviceRegistry(self.store,
-                                      voltage_v=lambda: int(self.params["system_voltage"]),
-                                      powerbrain=lambda: self.powerbrain)
-        self.devices.load()
+        self.devices.on_change.append(  # a deleted EVSE ends its session and transaction
+            lambda dev_id: device_changed(self.users, self.transactions, dev_id, time.time()))
         self._runner: web.AppRunner | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self.http_port: int | None = None
@@ -94,9 +97,9 @@ class ChargeBrain:
                 await task
         if self._runner is not None:
             await self._runner.cleanup()
+        await self.devices.close()
         with contextlib.suppress(Exception):
             self.transactions.flush(time.time())  # the last seconds of running transactions
-        await self.devices.close()
         if self.modbus_server is not None:
             await self.modbus_server.stop()
         self.powerbrain.close()

@@ -10,7 +10,7 @@ import pytest
 
 from chargebrain.devices.status import DeviceStatus
 from chargebrain.store.db import Store
-from chargebrain.users.cycle import observe_evse
+from chargebrain.users.cycle import device_changed, observe_evse
 from chargebrain.users.gate import EvseAuth
 from chargebrain.users.service import UserService
 from chargebrain.users.transactions import TransactionLog
@@ -136,3 +136,17 @@ async def test_sessions_survive_a_restart(world, tmp_path):
     again = UserService(store, UTC, evses)
     session = again.sessions.get("E1")
     assert (session.user_id, session.charging_disabled) == (uid, True)
+
+
+async def test_a_deleted_evse_ends_its_session_and_transaction(world):
+    _, evses, users, log, _ = world
+    step(world, 0, plugged=True, charging=True, energy=10, rfid="04a1b2c3")
+    step(world, 3, plugged=True, charging=True, energy=40, rfid="04a1b2c3")
+    device_changed(users, log, "E1", T0 + 4)  # still an EVSE: nothing happens
+    assert users.sessions.get("E1") is not None and log.running("E1") is not None
+    del evses.configs["E1"]
+    device_changed(users, log, "E1", T0 + 5)
+    assert users.sessions.get("E1") is None and log.running("E1") is None
+    (record,) = log.query()
+    assert (record.status, record.energy_wh, record.end_ts) == ("closed", 30, T0 + 5)
+    assert "device removed" in record.note

@@ -45,3 +45,13 @@ def observe_evse(users: UserService, log: TransactionLog, *, dev_id: str,
         status.overrides = gate.overrides
         status.ta_en = run.energy_wh if run is not None else 0
     return gate
+
+
+def device_changed(users: UserService, log: TransactionLog, dev_id: str, now: float) -> None:
+    """A device was created, changed or deleted (the registry's `on_change`): when `dev_id`
+    is no EVSE any more, its session ends and its running transaction is closed."""
+    if users.evses.device_kind(dev_id) == "evse":
+        return
+    users.sessions.end(dev_id)
+    users.sessions.take_pending(dev_id, now)
+    log.device_removed(dev_id, now)

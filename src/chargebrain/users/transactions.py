@@ -223,6 +223,15 @@ class TransactionLog:
         self._commit(now)
         return run
 
+    def device_removed(self, dev_id: str, now: float) -> None:
+        """The EVSE was deleted: close its running transaction (nobody will observe it)."""
+        run = self._running.get(dev_id)
+        if run is not None:
+            self._running[dev_id] = replace(run, note=(run.note + "; " if run.note else "")
+                                            + "device removed")
+            self._close_running(dev_id, now)
+        self._last.pop(dev_id, None)
+
     def close_orphans(self) -> int:
         """Close every recovered row whose EVSE was not seen again, as interrupted."""
         count = 0
