@@ -14,7 +14,8 @@ from __future__ import annotations
 import hmac
 import json
 import sqlite3
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from types import MappingProxyType
 
 from chargebrain.store.db import Store
 from chargebrain.users.model import Credential, User, user_from_stored, user_to_json
@@ -46,9 +47,9 @@ class UserStore:
     def __len__(self) -> int:
         return len(self._users)
 
-    def as_mapping(self) -> dict[str, User]:
-        """A snapshot mapping user id → user (for the pure gate)."""
-        return dict(self._users)
+    def as_mapping(self) -> Mapping[str, User]:
+        """A read-only view user id → user (for the pure gate; users are immutable)."""
+        return MappingProxyType(self._users)
 
     # -- credentials --------------------------------------------------------------------------
 
