@@ -150,3 +150,21 @@ async def test_a_deleted_evse_ends_its_session_and_transaction(world):
     (record,) = log.query()
     assert (record.status, record.energy_wh, record.end_ts) == ("closed", 30, T0 + 5)
     assert "device removed" in record.note
+
+
+async def test_a_second_card_of_the_same_user(world):
+    _, _, users, _, uid = world
+    await users.save_user({"id": uid, "rfids": [{"id": "04A1B2C3"},
+                                                {"id": "CAFE", "ac_ovch": False},
+                                                {"id": "5EC0", "ac_auth": False,
+                                                 "ac_ovch": True}]}, is_admin=True)
+    step(world, 0, plugged=True, rfid="04a1b2c3")
+    # a (de)activate-only card of the session's user toggles charging
+    assert users.present("E1", "5EC0", T0 + 1, "enter_rfid") == "toggled"
+    assert users.sessions.get("E1").charging_disabled
+    assert users.present("E1", "5ec0", T0 + 2, "enter_rfid") == "toggled"
+    assert not users.sessions.get("E1").charging_disabled
+    # another authorising card of the same user becomes the session's card
+    assert users.present("E1", "CAFE", T0 + 3, "enter_rfid") == "authorised"
+    session = users.sessions.get("E1")
+    assert (session.user_id, session.rfid) == (uid, "CAFE")

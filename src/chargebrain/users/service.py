@@ -335,11 +335,13 @@ class UserService:
             self.sessions.set_pending(dev_id, secret, now)
             return "pending"
         if session.user_id == cred.user.id:
-            if cred.rfid is not None and cred.rfid.ac_ovch and session.rfid == cred.rfid.id:
+            # The session's own user again: a (de)activate card toggles charging; another
+            # authorising card of the user becomes the session's card (its budget, priority).
+            if cred.rfid is not None and cred.rfid.ac_ovch:
                 self.sessions.put(replace(session,
                                           charging_disabled=not session.charging_disabled))
                 return "toggled"
-            if cred.rfid_id != session.rfid and cred.rfid is not None and cred.authorises:
+            if cred.rfid is not None and cred.authorises and cred.rfid_id != session.rfid:
                 self.sessions.put(replace(session, rfid=cred.rfid_id, auth_source=source))
                 self._count_use(cred)
             return "authorised"

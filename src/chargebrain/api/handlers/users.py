@@ -102,6 +102,9 @@ async def set_user(app: ChargeBrain, req: ApiRequest) -> Any:
             if isinstance(body, dict) and "id" in body:
                 await app.auth.note_failure(req.remote)
             raise _unauthorised(req, "creating a user needs the admin password") from None
+        if not req.principal.is_admin and "already in use" in err.message:
+            # tells whether a PIN exists: slow down anyone probing for them this way
+            await app.auth.note_failure(req.remote)
         raise _api_error(err) from None
     return "ok"
 
