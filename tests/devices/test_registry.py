@@ -202,6 +202,9 @@ async def test_sim_evse_charges_at_the_applied_current_and_soft_meter_counts(sto
     assert reading.power_w == 2300
     await registry.read(e2, 3600.0)
     assert int(e2.status.soft_meter_wh) == 1000 + 2300
+    assert rows(store)["E2"]["soft_meter"] == 3300  # saved while counting (every minute)
+    await registry.read(e2, 3630.0)
+    assert rows(store)["E2"]["soft_meter"] == 3300  # not again within the minute
     # a setting that does not touch the driver keeps the car; an address change rebuilds
     await registry.save(registry.prepare({"dev_id": "E2", "prio": 5}))
     assert registry.get("E2").driver is driver
@@ -209,7 +212,7 @@ async def test_sim_evse_charges_at_the_applied_current_and_soft_meter_counts(sto
     assert e2.status.last_set_charging_cur == 0 and not e2.status.charging_enabled
     assert (await registry.read(e2, 3601.0)).state == 2
     await registry.close()
-    assert rows(store)["E2"]["soft_meter"] == 3300  # persisted at shutdown
+    assert rows(store)["E2"]["soft_meter"] == 3319  # the last 30 s at 2.3 kW, at shutdown
 
 
 async def test_soft_meter_set_is_persisted(store):

@@ -59,6 +59,7 @@ from chargebrain.units import Phases
 log = logging.getLogger(__name__)
 
 INSTALL_NS = "install"
+SOFT_METER_SAVE_S = 60.0  # a counting soft meter is saved at least this often
 
 # A change to one of these rebuilds the driver (new connection, new simulated hardware);
 # any other change (limits, names, rules) keeps the driver and its state.
@@ -90,9 +91,7 @@ class Device:
 
     @property
     def info(self) -> DevType:
-        info = types.get(self.config.dev_type)
-        assert info is not None  # validated before a Device is built
-        return info
+        return types.DEV_TYPES[self.config.dev_type]  # validated before a Device is built
 
     @property
     def kind(self) -> Kind:
@@ -171,12 +170,14 @@ class DeviceRegistry:
         self.site = SiteStatus()
         self.serialno = ""
         self._devices: dict[str, Device] = {}
+        self._ordered: list[Device] | None = None  # all() in display order, until a change
 
     # -- loading ----------------------------------------------------------------------------
 
     def load(self) -> None:
         """Load the devices table; on the very first start install the factory defaults."""
         self.serialno = self._serialno()
+        self._ordered = None
         rows = self.store.conn.execute(
             "SELECT dev_id, position, config FROM devices ORDER BY position, dev_id").fetchall()
         if not rows and not self.store.kv_get(INSTALL_NS, "defaults_installed"):
@@ -231,7 +232,10 @@ class DeviceRegistry:
 
     def all(self) -> list[Device]:
         """Every device in display order."""
-        return sorted(self._devices.values(), key=lambda d: (d.position, d.kind.value, d.number))
+        if self._ordered is None:
+            self._ordered = sorted(self._devices.values(),
+                                   key=lambda d: (d.position, d.kind.value, d.number))
+        return list(self._ordered)
 
     def evses(self) -> list[Device]:
         """Wallboxes (EVSE-kind devices that are not groups)."""
@@ -398,13 +402,15 @@ class DeviceRegistry:
         if new_soft is not None and new_soft != getattr(old.config, "soft_meter", None):
             soft_wh = float(new_soft)  # set explicitly by this change
         if change.rebuild:
-            if old.driver is not None:
-                await _close(old.driver)
+            # swap first, close after: nobody can pick up the old driver while it closes
             status = DeviceStatus(soft_meter_wh=soft_wh)
             self._devices[dev_id] = self._new_device(change.config, change.position, status)
-        else:
-            old.config = change.config
-            old.status.soft_meter_wh = soft_wh
+            self._changed(dev_id)
+            if old.driver is not None:
+                await _close(old.driver)
+            return
+        old.config = change.config
+        old.status.soft_meter_wh = soft_wh
         self._changed(dev_id)
 
     def check_delete(self, dev_id: str) -> Device:
@@ -425,20 +431,21 @@ class DeviceRegistry:
         with self.store.transaction() as conn:
             conn.execute("DELETE FROM devices WHERE dev_id=?", (dev_id,))
         del self._devices[dev_id]
+        self._changed(dev_id)
         if device.driver is not None:
             await _close(device.driver)
-        self._changed(dev_id)
 
     async def reset(self, dev_id: str) -> None:
         """Destroy and re-create the driver and runtime state (same configuration)."""
         device = self._devices[dev_id]
-        if device.driver is not None:
-            await _close(device.driver)
         status = DeviceStatus(soft_meter_wh=device.status.soft_meter_wh)
         self._devices[dev_id] = self._new_device(device.config, device.position, status)
         self._changed(dev_id)
+        if device.driver is not None:
+            await _close(device.driver)
 
     def _changed(self, dev_id: str) -> None:
+        self._ordered = None
         self.version += 1
         _notify(self.on_change, dev_id)
 
@@ -477,6 +484,7 @@ class DeviceRegistry:
                 status.soft_meter_wh = integrate_wh(status.soft_meter_wh, reading.power_w,
                                                     now_s - status.soft_meter_s)
             status.soft_meter_s = now_s
+            self._maybe_save_soft_meter(device, now_s)
         device.status.record_reading(reading, now_s)
         return reading
 
@@ -519,11 +527,32 @@ class DeviceRegistry:
 
     def set_soft_meter(self, device: Device, energy_wh: int) -> None:
         """Set an EVSE's soft meter and persist it in its configuration."""
+        self._write_soft_meter(device, energy_wh)
+        device.status.soft_meter_wh = float(energy_wh)
+
+    def _maybe_save_soft_meter(self, device: Device, now_s: float) -> None:
+        """Save a counting soft meter every SOFT_METER_SAVE_S, so a crash loses at most that
+        much of its energy (the registry also saves all of them at shutdown)."""
+        status = device.status
+        if status.soft_meter_saved_s is None or now_s < status.soft_meter_saved_s:
+            status.soft_meter_saved_s = now_s
+            return
+        if now_s - status.soft_meter_saved_s < SOFT_METER_SAVE_S:
+            return
+        status.soft_meter_saved_s = now_s
+        config = device.config
+        if isinstance(config, cfg.EvseConfig) and int(status.soft_meter_wh) != config.soft_meter:
+            try:
+                self._write_soft_meter(device, int(status.soft_meter_wh))
+            except sqlite3.Error:
+                log.exception("device %s: saving the soft meter failed", device.dev_id)
+
+    def _write_soft_meter(self, device: Device, energy_wh: int) -> None:
         assert isinstance(device.config, cfg.EvseConfig)
         config = device.config.model_copy(update={"soft_meter": energy_wh})
-        Change(config, device.position, created=False, rebuild=False).write(self.store.conn)
+        with self.store.transaction() as conn:
+            Change(config, device.position, created=False, rebuild=False).write(conn)
         device.config = config
-        device.status.soft_meter_wh = float(energy_wh)
 
     def _persist_soft_meters(self) -> None:
         changes = []

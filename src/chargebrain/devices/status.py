@@ -45,6 +45,7 @@ class DeviceStatus:
     # energy estimate for EVSEs without an energy meter (Wh, float to keep fractions)
     soft_meter_wh: float = 0.0
     soft_meter_s: float | None = None  # last integration time
+    soft_meter_saved_s: float | None = None  # last time it was written to the store
 
     def com_err_secs(self, now_s: float) -> int:
         """During an outage: how long it lasts; after one: time since it; never: 0."""
