@@ -299,6 +299,13 @@ BAD_REQUESTS = [
     ("GET", "set_diag_logging", None, {}, 400, "missing parameter enable"),
     ("GET", "set_diag_logging", None, {"enable": "sometimes"}, 400, "enable must be 0 or 1"),
     ("GET", "accept_license", None, {}, 400, "missing parameter acc"),
+    ("GET", "accept_license", None, {"acc": "maybe"}, 400, "acc must be 0 or 1"),
+    ("GET", "accept_license", None, {"acc": 1, "allow_usage_stats": 2}, 400,
+     "allow_usage_stats must be 0 or 1"),
+    ("GET", "reset_device", None, {}, 400, "missing parameter dev_id"),
+    ("POST", "set_device", b"\xff\xfe", {}, 400, "body is not valid JSON"),
+    ("POST", "set_params", {"devices": [None]}, {}, 400, "a device must be a JSON object"),
+    ("POST", "set_params", {"devices": [{"dev_id": "E1", "users": "x" * 5000}]}, {}, 400, None),
     ("GET", "soft_meter", None, {"dev_id": "E1", "val": "nan"}, 400, "val must be a whole number"),
     ("GET", "soft_meter", None, {"dev_id": "E1", "val": "1e20"}, 400, None),
 ]

@@ -122,12 +122,13 @@ def _param_updates(app: ChargeBrain, body: dict[str, Any]) -> dict[str, Any]:
     return updates
 
 
-def _one_device(devices: Any) -> Any:
+def _devices_list(devices: Any) -> list[Any]:
+    """The `devices` array of a body: at most one device object."""
     if not isinstance(devices, list):
         raise bad_request("devices must be a list with one device object")
     if len(devices) > 1:
         raise bad_request("only one device per call")
-    return devices[0] if devices else None
+    return devices
 
 
 def _json_object(req: ApiRequest) -> dict[str, Any]:
@@ -141,9 +142,9 @@ async def set_params(app: ChargeBrain, req: ApiRequest) -> str:
     """Global parameters and/or one device (`devices: [config]`); all or nothing."""
     body = _json_object(req)
     rest = {k: v for k, v in body.items() if k != "devices"}
-    device = _one_device(body["devices"]) if "devices" in body else None
+    devices = _devices_list(body["devices"]) if "devices" in body else []
     updates = _param_updates(app, rest)
-    change = _prepare(app, device) if device is not None else None
+    change = _prepare(app, devices[0]) if devices else None
     if change is None:
         app.params.apply(updates)
         return "ok"
@@ -167,10 +168,10 @@ async def set_device(app: ChargeBrain, req: ApiRequest) -> str:
             raise bad_request(f"unknown key {key}")
     if "devices" not in body:
         raise bad_request("missing key devices")
-    device = _one_device(body["devices"])
-    if device is None:
+    devices = _devices_list(body["devices"])
+    if not devices:
         raise bad_request("devices must contain one device object")
-    await app.devices.save(_prepare(app, device))
+    await app.devices.save(_prepare(app, devices[0]))
     return "ok"
 
 
