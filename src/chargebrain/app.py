@@ -18,6 +18,7 @@ from aiohttp import web
 from chargebrain.api.http import build_web_app
 from chargebrain.api.modbus_server import PowerBrainModbusServer
 from chargebrain.auth import Authenticator
+from chargebrain.cmvars import CmVars
 from chargebrain.devices.registry import DeviceRegistry
 from chargebrain.params import Params
 from chargebrain.powerbrain import PowerBrain
@@ -52,6 +53,8 @@ class ChargeBrain:
         self.modbus_server: PowerBrainModbusServer | None = None
         self.params = Params(self.store)
         self.auth = Authenticator(self.store, self.params)
+        # CM variables (set_cm_vars/get_cm_vars; CM.<name> in formulas): cmvars.py
+        self.cm_vars = CmVars(self.store)
         # configured devices with their drivers and runtime status (devices/registry.py)
         self.devices = DeviceRegistry(self.store,
                                       voltage_v=lambda: int(self.params["system_voltage"]),
