@@ -6,6 +6,15 @@ from __future__ import annotations
 import pytest
 
 from chargebrain.devices.base import EvseSetpoint
+from tests.devices.support import stop_cycle
+
+
+@pytest.fixture
+async def cb(cb):
+    """The app of conftest's `cb` with its control cycle stopped: these tests set readings,
+    setpoints and status by hand."""
+    await stop_cycle(cb)
+    yield cb
 
 
 async def add(cb, **config) -> str:

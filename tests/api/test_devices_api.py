@@ -13,7 +13,17 @@ from chargebrain import API_VERSION
 from chargebrain.api.handlers.devices import diag_logging
 from chargebrain.devices.base import EvseSetpoint
 from chargebrain.store.db import Store
+from tests.devices.support import stop_cycle
 from tests.support.server import ADMIN_AUTH, ServerProcess, basic
+
+
+@pytest.fixture
+async def cb(cb):
+    """The app of conftest's `cb` with its control cycle stopped: these tests set readings,
+    setpoints and status by hand."""
+    await stop_cycle(cb)
+    yield cb
+
 
 PARAM_TYPES = {
     "title": str, "desc": str, "max_total_power": int, "power_reserve": int, "overdraft": int,

@@ -5,7 +5,19 @@ from __future__ import annotations
 
 import random
 
+import pytest
+
 from chargebrain.devices import types
+from tests.devices.support import stop_cycle
+
+
+@pytest.fixture
+async def cb(cb):
+    """The app of conftest's `cb` with its control cycle stopped: these tests set readings,
+    setpoints and status by hand."""
+    await stop_cycle(cb)
+    yield cb
+
 
 FIELDS = ["dev_id", "dev_type", "device_enabled", "name", "address", "id", "used_phases",
           "min_charging_cur", "max_charging_cur", "prio", "group", "phase_rotation", "attach",

@@ -8,6 +8,7 @@ import asyncio
 import pytest
 
 from chargebrain.devices.base import EvseSetpoint
+from tests.devices.support import stop_cycle
 from tests.support.ports import free_port
 from tests.support.server import running_app
 
@@ -17,6 +18,9 @@ async def pair(tmp_path):
     """Two running chargebrains: `server` (its Modbus port is the remote wallbox) and `client`."""
     async with running_app(tmp_path / "server") as server, \
             running_app(tmp_path / "client", modbus=False) as client:
+        # the tests read and write by hand: no control cycle may write in between
+        await stop_cycle(server)
+        await stop_cycle(client)
         yield server, client
 
 
