@@ -200,3 +200,24 @@ def test_password_never_in_plain_text_in_data_dir_or_log(tmp_path):
         for secret in (first, second):
             assert secret.encode() not in content, path
             assert secret.encode("utf-16-le") not in content, path
+
+
+def test_generated_password_is_printed_once_and_stored_only_hashed(tmp_path):
+    data = tmp_path / "data"
+    server = ServerProcess(data, modbus=False, password=None)
+    server.start()
+    try:
+        console = server.log_path.read_text()
+        line = next(x for x in console.splitlines() if "generated admin password" in x)
+        password = line.rsplit(":", 1)[1].strip()
+        request = urllib.request.Request(server.base_url + "/cnf?cmd=get_users", headers={
+            "Authorization": basic("admin", password)})
+        with urllib.request.urlopen(request, timeout=10) as resp:
+            assert resp.status == 200
+    finally:
+        assert server.stop() == 0
+    server.start()  # a second start keeps the password and prints nothing
+    server.stop()
+    assert server.log_path.read_text().count(password) == 1
+    for path in (p for p in data.rglob("*") if p.is_file()):
+        assert password.encode() not in path.read_bytes(), path
