@@ -254,3 +254,15 @@ async def test_local_device_without_a_controller_is_offline(store):
     assert e1.status.com_err and "not available" in e1.status.last_error
     assert not await registry.apply(e1, EvseSetpoint(6000), 0.0)
     assert e1.status.com_errors == 2 and e1.status.last_set_charging_cur == -1
+
+
+async def test_disabling_a_device_drops_its_reading_and_it_is_not_read(store):
+    registry = new_registry(store)
+    await create(registry, dev_type="meter_sim", sim_power_w=2300)
+    assert (await registry.read(registry.get("M3"), 0.0)).power_w == 2300
+    await registry.save(registry.prepare({"dev_id": "M3", "device_enabled": 0}))
+    m3 = registry.get("M3")
+    assert m3.status.reading is None and not m3.enabled
+    assert await registry.read(m3, 10.0) is None and m3.status.com_errors == 0
+    await registry.save(registry.prepare({"dev_id": "M3", "device_enabled": 1.0}))
+    assert (await registry.read(registry.get("M3"), 20.0)).power_w == 2300

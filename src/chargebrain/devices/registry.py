@@ -5,9 +5,11 @@ factory defaults into an empty one), validates and persists configuration change
 driver per device, and does the I/O bookkeeping the control cycle needs.
 
 For the control cycle:
-- iterate: `all()`, `evses()` (wallboxes, groups excluded), `groups()`, `meters()`, `get(dev_id)`;
-  each `Device` has `.config` (pydantic model, see config.py), `.driver`, `.status`
-  (status.py), `.kind`, `.family`, `.group_id` (for an `evse_group`: its group number);
+- iterate: `all()`, `evses()` (wallboxes, groups excluded), `groups()`, `meters()`, `get(dev_id)`,
+  `members(group_id)`, `evses_below(group_id)`, `attached_to(meter_id)`; each `Device` has
+  `.config` (pydantic model, see config.py), `.driver`, `.status` (status.py), `.kind`,
+  `.family`, `.enabled`, `.number` (the n of E<n>/M<n>: a group's id) and `.parent_group`;
+- `evse_measurement(device)`: an EVSE's currents/power/energy, its attached meter first;
 - read: `await read(device, now_s)` / `await read_all(now_s)` — one device's timeout never
   delays the others; failures are counted in `status` (com_err, com_errors, last_error) and the
   call returns None instead of raising; meter readings come back with `factor`/`invert` applied;
@@ -17,8 +19,10 @@ For the control cycle:
   `publish(device, reading, now_s)`;
 - changes: `version` grows with every configuration change; `on_change` callbacks get the
   dev_id after create/update/delete/reset;
-- pushed data: `on_push` callbacks get the dev_id after set_ajax_meter / set_ajax_evse stored
-  new data (e.g. to run an extra cycle at once when a limit is exceeded);
+- pushed data: `push(device, reading, now_s)` stores it (set_ajax_*, later MQTT); `on_push`
+  callbacks then get the dev_id (e.g. to run an extra cycle at once when a limit is exceeded);
+- soft meter: an EVSE without energy meter integrates its power on every read; it is saved every
+  `SOFT_METER_SAVE_S` while counting, by `set_soft_meter`, and at `close()`;
 - `site` (`SiteStatus`) is where the cycle puts site-wide numbers for get_dev_info.
 
 All times are seconds on one clock: `clock()` (default `time.time`) for API calls; the cycle
@@ -61,10 +65,11 @@ log = logging.getLogger(__name__)
 INSTALL_NS = "install"
 SOFT_METER_SAVE_S = 60.0  # a counting soft meter is saved at least this often
 
-# A change to one of these rebuilds the driver (new connection, new simulated hardware);
-# any other change (limits, names, rules) keeps the driver and its state.
+# A change to one of these rebuilds the driver (new connection, new simulated hardware) and
+# clears the runtime status; any other change (limits, names, rules) keeps both. Switching a
+# device off or on is a rebuild too, so a disabled device shows no stale reading.
 DRIVER_FIELDS = frozenset({"dev_type", "address", "id", "used_phases", "com_timeout_ms",
-                           "sim_power_w", "phases"})
+                           "sim_power_w", "phases", "device_enabled"})
 
 # A new Power Brain wallbox: the built-in EVSE with S0 meter 1 in series (EV consumption,
 # attached to E1, as the real controller reports it) and S0 meter 2 for display only.
