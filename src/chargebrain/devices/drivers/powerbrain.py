@@ -220,6 +220,9 @@ class ModbusTcpRegisters:
         except (OSError, ModbusException) as err:
             client.close()
             raise DeviceError(f"cannot connect to {self.host}:{self.port}: {err}") from None
+        except BaseException:  # cancelled by the caller's timeout: leave no half-open socket
+            client.close()
+            raise
         if not ok:
             client.close()
             raise DeviceError(f"cannot connect to {self.host}:{self.port}")
