@@ -23,6 +23,7 @@ from typing import Any
 import pytest
 
 from chargebrain.api.commands import Access, all_commands
+from tests.support.ports import free_port
 from tests.support.server import ADMIN_AUTH, basic
 from tests.users.helpers import new_user, plug
 
@@ -61,6 +62,10 @@ REQUESTS: dict[str, list[Req]] = {
     "sim_vehicle": [Req({"dev_id": "E1", "soc": "100"})],
     "set_ajax_meter": [Req({"dev_id": "M3"}, body={"power_w": 5})],  # HTTP input devices
     "set_ajax_evse": [Req({"dev_id": "E2"}, body={"state": 3})],  # (made in the fixture)
+    "set_cm_vars": [Req({"name": "x", "val": "42"})],
+    "set_cm_var": [Req({"name": "y", "val": "1"})],
+    "modbus_set": [Req({"addr": "127.0.0.1:{closed_port}", "func": "6", "id": "1", "reg": "1",
+                        "val": "1"})],
     "get_users": [Req()],
     "get_new_user_id": [Req()],
     "del_user": [Req({"id": "{spare}"})],
@@ -187,7 +192,8 @@ async def site(cb):
     assert await cb.client.get("enter_rfid", auth=None, rfid=PIN, dev_id="E1") == (200, "ok")
     from tests.support.server import ADMIN_PASSWORD
 
-    cb.ctx = {"uid": uid, "pin": PIN, "spare": spare, "admin_pw": ADMIN_PASSWORD}
+    cb.ctx = {"uid": uid, "pin": PIN, "spare": spare, "admin_pw": ADMIN_PASSWORD,
+              "closed_port": str(free_port())}
     return cb
 
 
