@@ -168,3 +168,16 @@ async def test_a_second_card_of_the_same_user(world):
     assert users.present("E1", "CAFE", T0 + 3, "enter_rfid") == "authorised"
     session = users.sessions.get("E1")
     assert (session.user_id, session.rfid) == (uid, "CAFE")
+
+
+async def test_a_card_reading_counter_lets_the_same_card_start_the_next_session(world):
+    _, _, users, _, uid = world
+    track = users.track
+    track("E1", False, T0, "04a1b2c3", rfid_seq=7)  # the last card from yesterday
+    track("E1", True, T0 + 1, "04a1b2c3", rfid_seq=7)  # plugged in, no new reading
+    assert users.sessions.get("E1").user_id is None
+    track("E1", True, T0 + 2, "04a1b2c3", rfid_seq=8)  # the same card presented again
+    assert users.sessions.get("E1").user_id == uid
+    track("E1", False, T0 + 3, "04a1b2c3", rfid_seq=8)
+    track("E1", True, T0 + 4, "04a1b2c3", rfid_seq=9)  # plugged in with the card at once
+    assert users.sessions.get("E1").user_id == uid

@@ -97,6 +97,7 @@ class UserService:
         self.ledger = BudgetLedger(tz)
         self.ledger.load(store)
         self._idle_rfid: dict[str, str] = {}  # last card an EVSE reported while unplugged
+        self._rfid_seq: dict[str, int] = {}  # last card-reading counter an EVSE reported
 
     # -- EVSEs --------------------------------------------------------------------------------
 
@@ -289,15 +290,23 @@ class UserService:
                 self.sessions.put(replace(session, rfid=rfid))
             return "refused"
 
-    def track(self, dev_id: str, plugged: bool, now: float, rfid: str | None = None) -> None:
+    def track(self, dev_id: str, plugged: bool, now: float, rfid: str | None = None,
+              rfid_seq: int | None = None) -> None:
         """Convenience for the cycle: turn one observation into on_plug / on_unplug / on_rfid.
 
-        `rfid` is what the wallbox reports as its last card ("" or None: none). Some wallboxes
-        (the Power Brain's register 8096) keep showing the last card after the car left, so a
-        card counts as presented only when the report differs from what it was while nothing
-        was plugged in, or changes during the session.
+        `rfid` is what the wallbox reports as its last card ("" or None: none). `rfid_seq`,
+        when the wallbox has one, counts card readings (the Power Brain's register 8111): a
+        change means a card was presented, even the same card as last time. Without it, some
+        wallboxes (the Power Brain's register 8096) keep showing the last card after the car
+        left, so a card counts as presented only when the report differs from what it was while
+        nothing was plugged in, or changes during the session.
         """
         rfid = rfid or ""
+        seq_before = self._rfid_seq.get(dev_id)
+        if rfid_seq is not None:
+            self._rfid_seq[dev_id] = rfid_seq
+        presented = (bool(rfid) and rfid_seq is not None and seq_before is not None
+                     and rfid_seq != seq_before)
         session = self.sessions.get(dev_id)
         if not plugged:
             self._idle_rfid[dev_id] = rfid
@@ -306,12 +315,12 @@ class UserService:
             return
         if session is None:
             self.on_plug(dev_id, now)
-            stale = self._idle_rfid.get(dev_id)
             session = self.sessions.get(dev_id)
-            if session is not None and rfid and rfid == stale:
+            stale = rfid == self._idle_rfid.get(dev_id) and not presented
+            if session is not None and rfid and stale:
                 self.sessions.put(replace(session, wallbox_rfid=rfid))  # old card: not taken
                 return
-        if rfid and session is not None and rfid != session.wallbox_rfid:
+        if session is not None and (presented or (rfid and rfid != session.wallbox_rfid)):
             self.on_rfid(dev_id, rfid, now)
 
     def present(self, dev_id: str, secret: str, now: float, source: str) -> str:
