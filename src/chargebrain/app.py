@@ -19,9 +19,11 @@ from chargebrain.api.http import build_web_app
 from chargebrain.api.modbus_server import PowerBrainModbusServer
 from chargebrain.auth import Authenticator
 from chargebrain.cmvars import CmVars
+from chargebrain.control.cycle import ControlCycle
 from chargebrain.devices.registry import DeviceRegistry
 from chargebrain.params import Params
 from chargebrain.powerbrain import PowerBrain
+from chargebrain.sim.demo import DemoSite
 from chargebrain.store.db import Store
 from chargebrain.users.cycle import device_changed
 from chargebrain.users.evses import RegistryEvses
@@ -70,6 +72,9 @@ class ChargeBrain:
         self.transactions.recover()
         self.devices.on_change.append(  # a deleted EVSE ends its session and transaction
             lambda dev_id: device_changed(self.users, self.transactions, dev_id, time.time()))
+        # the control cycle (control/cycle.py): read, plan, write every cycle_ms; app.cycle
+        self.cycle = ControlCycle(self, period_ms=settings.cycle_ms)
+        self.demo: DemoSite | None = None  # the --demo simulation (sim/demo.py)
         self._runner: web.AppRunner | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self.http_port: int | None = None
@@ -91,8 +96,13 @@ class ChargeBrain:
         await site.start()
         self.http_port = _bound_port(site, self.settings.port)
         log.info("HTTP API listening on http://%s:%d/cnf", self.settings.host, self.http_port)
+        if self.settings.demo:
+            self.demo = DemoSite(self)
+            await self.demo.install()
+        self.cycle.start()
 
     async def stop(self) -> None:
+        await self.cycle.stop()  # leaves the wallboxes as disable_policy says
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:

@@ -1,5 +1,14 @@
 """One module per command family; each exports COMMANDS (see api/commands.py)."""
 
-from chargebrain.api.handlers import ajax, devices, modbus, modbus_generic, sim, users, vars
+from chargebrain.api.handlers import (
+    ajax,
+    devices,
+    explain,
+    modbus,
+    modbus_generic,
+    sim,
+    users,
+    vars,
+)
 
-HANDLER_MODULES = [modbus, devices, sim, ajax, users, vars, modbus_generic]
+HANDLER_MODULES = [modbus, devices, sim, ajax, users, vars, modbus_generic, explain]

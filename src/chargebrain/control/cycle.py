@@ -1,0 +1,512 @@
+"""The control cycle: read every device, plan, write the setpoints, publish what happened.
+
+`ControlCycle` (`app.cycle`) runs every `cycle_ms` (3000 by default, 250 at least) and at once
+when pushed meter data shows a limit exceeded. One cycle:
+
+1. **read** every device concurrently, each within its own timeout (`DeviceRegistry.read_all`:
+   a dead device becomes a COM error and costs at most its timeout, never the others' time);
+2. **build** the planner's input from the params and the readings (`control.inputs`), with each
+   wallbox's authorisation from the users hook (`control.hooks`: the one marked place where
+   users, sessions and overrides become `EvseInput` fields);
+3. **plan** (`core.plan.plan`, pure) and keep its memory; a new overdraft maximum is persisted
+   in the param `overdraft_cur`;
+4. **write** the setpoints concurrently through the drivers, skipping writes that change
+   nothing (same current and enable as last written, same driver, no COM error since, and the
+   device does not report a different limit, e.g. after a restart); never in observation mode
+   (`lb_enabled` false);
+5. **publish**: every EVSE's runtime status (lreason, paused, pause_time …), the site numbers and
+   `cycle_time` for get_dev_info, the virtual meters, and the record `cmd=explain` renders.
+
+Extra cycles after a push (`set_ajax_meter`, later MQTT) skip step 1: the pushed data is already
+the device's reading, polled devices keep the reading of the last periodic cycle, so the new
+setpoints are written within milliseconds. Cycles never overlap (one lock); pushes arriving
+during a cycle coalesce into one extra cycle after it.
+
+`cycle_time` is the measured interval between the last two periodic cycle starts in ms (the
+original reports e.g. 3009 for a 3 s cycle); the duration of the work itself is
+`stats.last_duration_ms`.
+
+Stopping (`stop()`, called by `app.stop()` on SIGINT/SIGTERM) leaves every controllable wallbox
+as `disable_policy` says (0 off, 1 minimum current, −1 its maximum), unless in observation mode
+or before the first cycle took control.
+
+Time: `now_s` comes from `clock` (default: the registry's clock, so pushed data and readings
+share it); tests pass their own clock and drive cycles with `run_once()`. The schedule itself
+runs on the event loop's monotonic clock.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import inspect
+import logging
+from collections import deque
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from chargebrain.control import overload
+from chargebrain.control.explain import CycleRecord, explain, not_planned
+from chargebrain.control.hooks import (
+    EvseGate,
+    FreeCharging,
+    UsersHook,
+    UsersLink,
+    safe_gate,
+)
+from chargebrain.control.inputs import (
+    InputContext,
+    SessionTracker,
+    attached_meters,
+    evse_input,
+    group_input,
+    meter_input,
+    observation,
+    site_settings,
+)
+from chargebrain.control.virtual import KINDS as VIRTUAL_KINDS
+from chargebrain.control.virtual import SiteFlows, VirtualMeters
+from chargebrain.core.budget import meter_currents_ma
+from chargebrain.core.model import SITE_GROUP, Setpoint
+from chargebrain.core.plan import plan
+from chargebrain.core.site import (
+    DisablePolicy,
+    EvseInput,
+    MeterRole,
+    PlanMemory,
+    PlanResult,
+    SiteInput,
+)
+from chargebrain.devices import config as cfg
+from chargebrain.devices.base import EvseDriver, EvseReading, EvseSetpoint
+from chargebrain.devices.registry import Device
+from chargebrain.devices.types import Kind
+from chargebrain.units import ZERO, Phases, add, rotate_phases
+
+if TYPE_CHECKING:
+    from chargebrain.app import ChargeBrain
+
+log = logging.getLogger(__name__)
+
+MIN_PERIOD_MS = 250
+POWERBRAIN_MAX_MA = 63000  # the highest limit a Power Brain register accepts (8093)
+LOG_LENGTH = 4096
+
+BeforeCycle = Callable[[float], Awaitable[None] | None]
+
+
+@dataclass
+class CycleStats:
+    """Counters for tests, benchmarks and diagnostics (never persisted)."""
+
+    writes: int = 0  # setpoints written through a driver
+    skipped: int = 0  # writes skipped because nothing would change
+    failed: int = 0  # writes that failed (COM error)
+    fast_cycles: int = 0  # extra cycles after a push
+    pushed_overloads: int = 0  # pushes judged to exceed a limit
+    last_duration_ms: float = 0.0
+    # event-loop times of periodic cycle starts, and of completed writes (dev_id, setpoint)
+    period_starts: deque[float] = field(default_factory=lambda: deque(maxlen=LOG_LENGTH))
+    write_log: deque[tuple[float, str, EvseSetpoint]] = field(
+        default_factory=lambda: deque(maxlen=LOG_LENGTH))
+
+
+@dataclass(frozen=True, slots=True)
+class _Written:
+    """The last setpoint written to one device, through which driver, and when."""
+
+    driver: Any
+    setpoint: EvseSetpoint
+    com_errors: int
+    at_s: float
+
+
+class ControlCycle:
+    """The periodic control loop of one installation (see the module docstring)."""
+
+    def __init__(self, app: ChargeBrain, *, period_ms: int = 3000,
+                 clock: Callable[[], float] | None = None,
+                 hook: UsersHook | None = None) -> None:
+        self.app = app
+        self.registry = app.devices
+        self.params = app.params
+        self.period_s = max(MIN_PERIOD_MS, int(period_ms)) / 1000
+        self._clock = clock
+        self.hook: UsersHook = hook or _default_hook(app)
+        self.before_cycle: list[BeforeCycle] = []  # e.g. the --demo simulation's step
+        self.memory = PlanMemory()
+        self.last: CycleRecord | None = None
+        self.sessions = SessionTracker()
+        self.virtual = VirtualMeters()
+        self.stats = CycleStats()
+        self.started = 0  # cycles begun
+        self.count = 0  # cycles completed
+        self._written: dict[str, _Written] = {}
+        self._basis: overload.OverloadBasis | None = None
+        self._lock = asyncio.Lock()
+        self._kick = asyncio.Event()
+        self._done = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._stopping = False
+        self._controlled = False  # a cycle has written setpoints: we have taken control
+        self.registry.on_push.append(self._on_push)
+
+    # -- time -----------------------------------------------------------------------------------
+
+    @property
+    def clock(self) -> Callable[[], float]:
+        """The clock `now_s` comes from (the registry's unless one was given)."""
+        return self._clock or self.registry.clock
+
+    @clock.setter
+    def clock(self, clock: Callable[[], float]) -> None:
+        self._clock = clock
+
+    # -- life cycle -----------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Start the periodic loop; the first cycle runs one period after the start."""
+        if self._task is None:
+            self._stopping = False
+            self._task = asyncio.create_task(self._loop(), name="control-cycle")
+
+    async def stop(self) -> None:
+        """Finish the running cycle, stop the loop, leave the wallboxes per disable_policy."""
+        self._stopping = True
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._task
+            self._task = None
+        with contextlib.suppress(ValueError):
+            self.registry.on_push.remove(self._on_push)
+        try:
+            await self.release()
+        except Exception:
+            log.exception("leaving the wallboxes per disable_policy failed")
+
+    async def _loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        next_at = loop.time() + self.period_s
+        while True:
+            delay = next_at - loop.time()
+            if delay > 0 and not self._kick.is_set():
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._kick.wait(), delay)
+            periodic = loop.time() >= next_at
+            self._kick.clear()
+            try:
+                await self._run(fast=not periodic, periodic=periodic)
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # one bad cycle must not end load management
+                log.exception("control cycle failed")
+            if periodic:
+                next_at += self.period_s
+                if next_at <= loop.time():  # overran: skip the missed slots, keep the rhythm
+                    next_at = loop.time() + self.period_s
+
+    # -- triggers and test hooks ----------------------------------------------------------------
+
+    def request(self) -> None:
+        """Ask for an extra (fast) cycle as soon as possible; bursts coalesce into one."""
+        self._kick.set()
+
+    async def run_once(self, now_s: float | None = None, *, fast: bool = False) -> CycleRecord:
+        """Run one cycle now (after a running one finished); for tests and tools."""
+        return await self._run(fast=fast, periodic=False, now_s=now_s)
+
+    @contextlib.asynccontextmanager
+    async def hold(self) -> AsyncIterator[None]:
+        """No cycle starts while this is held (a running one is finished first).
+
+        For tests and tools that update several pushed devices as one consistent measurement;
+        pushes made meanwhile still coalesce into one extra cycle afterwards."""
+        async with self._lock:
+            yield
+
+    async def wait_next(self) -> int:
+        """Wait until a cycle that starts after this call has completed; its number."""
+        target = self.started + 1
+        while self.count < target:
+            self._done.clear()
+            await self._done.wait()
+        return self.count
+
+    def _on_push(self, dev_id: str) -> None:
+        """Registry push hook: an extra cycle at once when the push exceeds a limit."""
+        base = self._basis
+        if base is None or self._stopping:
+            return
+        device = self.registry.get(dev_id)
+        if device is None or device.kind is not Kind.METER:
+            return
+        meter = meter_input(device, self.period_s)
+        if meter is None:
+            return
+        if overload.exceeded(base, meter, self.clock()):
+            self.stats.pushed_overloads += 1
+            self.request()
+
+    # -- one cycle ------------------------------------------------------------------------------
+
+    async def _run(self, *, fast: bool, periodic: bool, now_s: float | None = None
+                   ) -> CycleRecord:
+        async with self._lock:
+            loop = asyncio.get_running_loop()
+            began = loop.time()
+            self.started += 1
+            number = self.started
+            if periodic:
+                self._note_period_start(began)
+            now = self.clock() if now_s is None else now_s
+            try:
+                if fast:
+                    self.stats.fast_cycles += 1
+                else:
+                    for hook in list(self.before_cycle):
+                        result = hook(now)
+                        if inspect.isawaitable(result):
+                            await result
+                    await self.registry.read_all(now)
+                record = await self._plan_and_write(number, now)
+            finally:
+                self.count = number
+                self.stats.last_duration_ms = (loop.time() - began) * 1000
+                self._done.set()
+            return record
+
+    def _note_period_start(self, began: float) -> None:
+        starts = self.stats.period_starts
+        if starts:
+            self.registry.site.cycle_time_ms = round((began - starts[-1]) * 1000)
+        starts.append(began)
+
+    async def _plan_and_write(self, number: int, now: float) -> CycleRecord:
+        site, ctx = self._inputs(now)
+        self._kick.clear()  # pushes so far are in these inputs; later ones ask again
+        result = plan(site, self.memory, now)
+        self.memory = result.memory
+        self._persist_overdraft(result)
+        if result.write:
+            await self._write(result.setpoints, now)
+            self._controlled = True
+        self._publish(site, ctx, result, now)
+        record = CycleRecord(number, now, site, result, tuple(ctx.notes),
+                             {g.group_id: g.name for g in site.groups})
+        self.last = record
+        self._basis = overload.basis(result.diagnostics, site.meters,
+                                     site.settings.system_voltage_v, now)
+        return record
+
+    def _inputs(self, now: float) -> tuple[SiteInput, InputContext]:
+        registry = self.registry
+        ctx = InputContext()
+        settings = site_settings(self.params, ctx.notes)
+        attached = attached_meters(registry)
+        evses = registry.evses()
+        self.sessions.forget_missing({d.dev_id for d in evses})
+        for device in registry.groups():
+            ctx.groups.append(group_input(device, ctx.notes))
+        for device in registry.meters():
+            meter = meter_input(device, self.period_s, attached.get(device.dev_id))
+            if meter is not None:
+                ctx.meters.append(meter)
+        for device in evses:
+            if not isinstance(device.config, cfg.EvseConfig):
+                continue
+            # -- users hook: authorisation, overrides, budgets → EvseInput fields ----------
+            gate = safe_gate(self.hook, observation(registry, device), now)
+            ctx.gates[device.dev_id] = gate
+            ctx.evses.append(evse_input(registry, device, gate, self.sessions, now, ctx))
+        site = SiteInput(settings, tuple(ctx.groups), tuple(ctx.meters), tuple(ctx.evses))
+        return site, ctx
+
+    def _persist_overdraft(self, result: PlanResult) -> None:
+        seen = result.diagnostics.overdraft_ma
+        if seen > int(self.params["overdraft_cur"]):
+            try:
+                self.params.set_runtime("overdraft_cur", seen)
+            except Exception:
+                log.exception("recording overdraft_cur failed")
+
+    # -- writing --------------------------------------------------------------------------------
+
+    async def _write(self, setpoints: Mapping[str, Setpoint], now: float) -> None:
+        jobs = []
+        for dev_id, setpoint in setpoints.items():
+            device = self.registry.get(dev_id)
+            if device is None or not isinstance(device.driver, EvseDriver):
+                continue
+            target = to_evse_setpoint(setpoint)
+            if self._unchanged(device, target):
+                self.stats.skipped += 1
+                continue
+            jobs.append(self._apply(device, target, now))
+        if jobs:
+            await asyncio.gather(*jobs)
+
+    async def _apply(self, device: Device, target: EvseSetpoint, now: float) -> bool:
+        ok = await self.registry.apply(device, target, now)
+        if ok:
+            self.stats.writes += 1
+            self._written[device.dev_id] = _Written(device.driver, target,
+                                                    device.status.com_errors, now)
+            self.stats.write_log.append((asyncio.get_running_loop().time(), device.dev_id,
+                                         target))
+        else:
+            self.stats.failed += 1
+            self._written.pop(device.dev_id, None)
+        return ok
+
+    def _unchanged(self, device: Device, target: EvseSetpoint) -> bool:
+        """True when writing `target` would change nothing at the device."""
+        last = self._written.get(device.dev_id)
+        if last is None or last.driver is not device.driver or last.setpoint != target:
+            return False
+        status = device.status
+        if status.com_errors != last.com_errors:
+            return False  # it failed since: it may have restarted and lost the setpoint
+        reading = status.evse_reading
+        if reading is None or status.reading_s is None or status.reading_s <= last.at_s:
+            return True  # no reading taken since the write: nothing says it was lost
+        return not contradicts(reading, target)
+
+    async def release(self) -> None:
+        """Leave every controllable wallbox as `disable_policy` says (on stop)."""
+        if not self._controlled or not bool(self.params["lb_enabled"]):
+            return
+        policy = int(self.params["disable_policy"])
+        jobs = []
+        now = self.clock()
+        async with self._lock:
+            for device in self.registry.evses():
+                if isinstance(device.driver, EvseDriver) and isinstance(device.config,
+                                                                         cfg.EvseConfig):
+                    target = policy_setpoint(device, policy)
+                    jobs.append(self._apply(device, target, now))
+            if jobs:
+                await asyncio.gather(*jobs)
+
+    # -- publishing -----------------------------------------------------------------------------
+
+    def _publish(self, site: SiteInput, ctx: InputContext, result: PlanResult, now: float
+                 ) -> None:
+        registry = self.registry
+        settings = site.settings
+        volt = max(1, settings.system_voltage_v)
+        draw: Phases = ZERO
+        for evse in site.evses:
+            device = registry.get(evse.dev_id)
+            if device is None:
+                continue
+            if evse.measured_ma is not None and evse.phase_rotation_deg in (0, 120, 240):
+                draw = add(draw, rotate_phases(evse.measured_ma, evse.phase_rotation_deg))
+            self._evse_status(device, evse, ctx.gates.get(evse.dev_id), result, now)
+        d = result.diagnostics
+        site_status = registry.site
+        site_status.cons_evse_power_w = d.cons_evse_power_w
+        site_status.avail_evse_power_w = d.avail_evse_power_w
+        site_status.grid_pwr_w = d.grid_power_w if d.grid_power_w is not None else (
+            d.consumption_power_w - d.production_power_w + d.cons_evse_power_w)
+        site_status.cons_pwr_w = d.consumption_power_w
+        site_status.surplus_power_w = d.surplus_w
+        site_status.error_pwr_w = d.error_power_w
+        site_status.max_total_current_ma = settings.max_total_current_ma
+        grid_ma = _site_grid_ma(site, now, volt) if d.grid_power_w is not None else None
+        flows = SiteFlows(d, grid_ma, draw)
+        for device in registry.meters():
+            if device.config.dev_type in VIRTUAL_KINDS:
+                reading = self.virtual.reading(device.dev_id, device.config.dev_type, flows,
+                                               now, volt)
+                registry.publish(device, reading, now)
+
+    def _evse_status(self, device: Device, evse: EvseInput, gate: EvseGate | None,
+                     result: PlanResult, now: float) -> None:
+        status = device.status
+        setpoint = result.setpoints.get(evse.dev_id)
+        if gate is not None:
+            status.needs_auth = gate.needs_auth
+            status.overrides = gate.overrides
+            status.ov_cur = gate.ov_cur
+            status.ta_en = gate.ta_en
+        config = device.config
+        formula = isinstance(config, cfg.EvseConfig) and not isinstance(
+            config.max_charging_cur, int)
+        status.max_current_ma = 0 if formula else None
+        session = self.sessions.get(evse.dev_id)
+        status.charging_dur = int(session.charging_s) if session is not None else 0
+        status.pause_min_time = int(self.params["min_pause_time"])
+        if setpoint is None:
+            return
+        status.lreason = setpoint.reason.text
+        status.paused = bool(setpoint.paused) and result.write
+        status.pause_reason = setpoint.pause_reason if result.write else ""
+        timers = result.memory.evses.get(evse.dev_id)
+        since = timers.paused_since_s if timers is not None else None
+        status.pause_time = int(max(0.0, now - since)) if status.paused and since else 0
+
+    # -- explain --------------------------------------------------------------------------------
+
+    def explain(self, dev_id: str) -> dict[str, Any]:
+        """The `cmd=explain` answer for the wallbox `dev_id` (from the last cycle)."""
+        record = self.last
+        device = self.registry.get(dev_id)
+        last_set = device.status.last_set_charging_cur if device is not None else -1
+        if record is None:
+            return not_planned(dev_id, 0)
+        return explain(record, dev_id, last_set)
+
+
+def to_evse_setpoint(setpoint: Setpoint) -> EvseSetpoint:
+    """The driver-level setpoint of a plan setpoint (0 mA = charging disabled)."""
+    if setpoint.current_ma <= 0:
+        return EvseSetpoint(0, enabled=False)
+    return EvseSetpoint(int(setpoint.current_ma), enabled=True)
+
+
+def policy_setpoint(device: Device, policy: int) -> EvseSetpoint:
+    """What `disable_policy` leaves a wallbox with when control is given up."""
+    config = device.config
+    assert isinstance(config, cfg.EvseConfig)
+    if policy == DisablePolicy.OFF:
+        return EvseSetpoint(0, enabled=False)
+    if policy == DisablePolicy.UNLIMITED:
+        top = config.max_charging_cur if isinstance(config.max_charging_cur, int) else (
+            POWERBRAIN_MAX_MA)
+        return EvseSetpoint(int(top))
+    return EvseSetpoint(int(config.min_charging_cur))
+
+
+def contradicts(reading: EvseReading, target: EvseSetpoint) -> bool:
+    """The device reports a limit/enable other than `target` (it restarted, or someone else
+    wrote it). Devices that do not report their limit (`current_limit_ma` 0) never do."""
+    limit = reading.current_limit_ma
+    if limit <= 0:
+        return False
+    if reading.enabled != target.charging_allowed:
+        return True
+    if not target.charging_allowed:
+        return False
+    want = target.current_ma
+    # a Power Brain keeps 0.1 A steps and at most 63 A
+    return not (min(want, POWERBRAIN_MAX_MA) - 100 < limit <= want)
+
+
+def _site_grid_ma(site: SiteInput, now: float, volt: int) -> Phases:
+    """Sum of the fresh site grid meters' currents (building frame)."""
+    known = {g.group_id for g in site.groups}
+    total: Phases = ZERO
+    for meter in site.meters:
+        if meter.role == MeterRole.GRID and not meter.is_stale(now) and (
+                meter.group_id == SITE_GROUP or meter.group_id not in known):
+            total = add(total, meter_currents_ma(meter, volt))
+    return total
+
+
+def _default_hook(app: Any) -> UsersHook:
+    users = getattr(app, "users", None)
+    if users is not None and hasattr(users, "gate_for") and hasattr(users, "track"):
+        return UsersLink(users, getattr(app, "transactions", None))
+    return FreeCharging()
