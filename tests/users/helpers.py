@@ -2,33 +2,16 @@
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
-from tests.support.server import Running, wait_until
+from tests.support.server import Running
 
 
 async def sync_session(running: Running, dev_id: str) -> None:
-    """Let the users domain see the EVSE's plug state and card, as the control cycle does.
-
-    With a control cycle running this only waits for it; without one, the EVSE is read through
-    its real driver and the observation handed to `UserService.track`, the cycle's call.
-    """
-    app = running.app
-    device = app.devices.get(dev_id)
-    assert device is not None
-    if getattr(app, "cycle", None) is None:
-        reading = await app.devices.read(device, app.devices.clock())
-        assert reading is not None
-        app.users.track(dev_id, reading.plugged, time.time(), reading.rfid or None)
-        return
-
-    async def settled() -> bool:
-        reading = device.status.reading
-        plugged = bool(reading is not None and getattr(reading, "plugged", False))
-        return (app.users.sessions.get(dev_id) is not None) == plugged
-
-    await wait_until(settled)
+    """Run one control cycle now, so the users domain sees the EVSE's plug state and card
+    (read through the real driver, handed to the users hook) without waiting for the period."""
+    assert running.app.devices.get(dev_id) is not None
+    await running.app.cycle.run_once()
 
 
 async def plug(running: Running, dev_id: str = "E1", **car: Any) -> None:
