@@ -150,11 +150,16 @@ class Authenticator:
 
     async def _check_async(self, password: str) -> bool:
         # scrypt takes tens of ms: run it off the event loop, one at a time, so a flood of
-        # wrong passwords neither stalls the control cycle nor eats every core.
+        # wrong passwords neither stalls the control cycle nor eats every core. The store is
+        # read here, on the loop's thread (the connection belongs to it); only the hashing
+        # runs in the worker thread.
+        stored = self.store.kv_get(SECRET_NS, ADMIN_KEY)
+        if not isinstance(stored, dict):
+            return False
         if self._hash_lock is None:
             self._hash_lock = asyncio.Lock()
         async with self._hash_lock:
-            return await asyncio.to_thread(self.check_password, password)
+            return await asyncio.to_thread(verify_password, password, stored)
 
     # -- who is asking ------------------------------------------------------------------------
 
