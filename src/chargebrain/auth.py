@@ -102,6 +102,7 @@ class Authenticator:
     _failures: OrderedDict[str, _Failures] = field(default_factory=OrderedDict)
     _verified: OrderedDict[bytes, bool] = field(default_factory=OrderedDict)
     _hash_lock: asyncio.Lock | None = None
+    _generation: int = 0  # grows with every password change (guards the cache)
 
     FAIL_WINDOW_S = 300.0
     FREE_FAILURES = 3
@@ -128,6 +129,7 @@ class Authenticator:
         """Store the hash of a new admin password (committed before it returns)."""
         self.store.kv_set(SECRET_NS, ADMIN_KEY, hash_password(password))
         self._verified.clear()
+        self._generation += 1
 
     def check_password(self, password: str) -> bool:
         stored = self.store.kv_get(SECRET_NS, ADMIN_KEY)
@@ -176,10 +178,12 @@ class Authenticator:
             cached = self._verified.get(key)
             if cached is None:
                 user, password = creds
+                generation = self._generation
                 cached = user == ADMIN_USER and await self._check_async(password)
-                self._verified[key] = cached
-                while len(self._verified) > self.MAX_CACHED:
-                    self._verified.popitem(last=False)
+                if generation == self._generation:  # not if the password changed meanwhile
+                    self._verified[key] = cached
+                    while len(self._verified) > self.MAX_CACHED:
+                        self._verified.popitem(last=False)
             ok = cached
         if ok:
             self._failures.pop(remote, None)

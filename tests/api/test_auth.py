@@ -3,6 +3,7 @@ api_read_needs_auth, change_admin_pwd, /ui/en/sim.htm, and the password never in
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import urllib.request
 
@@ -221,3 +222,15 @@ def test_generated_password_is_printed_once_and_stored_only_hashed(tmp_path):
     assert server.log_path.read_text().count(password) == 1
     for path in (p for p in data.rglob("*") if p.is_file()):
         assert password.encode() not in path.read_bytes(), path
+
+
+async def test_a_check_racing_a_password_change_is_not_cached(tmp_path):
+    store = Store.open(tmp_path)
+    auth = Authenticator(store, Params(store))
+    auth.set_password("old-password")
+    old = basic("admin", "old-password")
+    checking = asyncio.create_task(auth.principal(old, "10.0.0.9"))
+    await asyncio.sleep(0)  # the check has read the old hash and waits for its thread
+    auth.set_password("new-password")
+    assert (await checking).is_admin  # it was right when it was asked
+    assert not (await auth.principal(old, "10.0.0.9")).is_admin  # but is not remembered
