@@ -132,6 +132,7 @@ class Authenticator:
         self._generation += 1
 
     def check_password(self, password: str) -> bool:
+        """True when `password` is the admin password (blocking: runs scrypt)."""
         stored = self.store.kv_get(SECRET_NS, ADMIN_KEY)
         return isinstance(stored, dict) and verify_password(password, stored)
 
@@ -231,4 +232,5 @@ def require_admin(req: ApiRequest) -> None:
 
 
 def unauthorised_message(principal: Principal) -> str:
+    """The 401 text: whether credentials were missing or wrong."""
     return "wrong user name or password" if principal.basic_failed else "authentication required"

@@ -147,6 +147,7 @@ class BudgetLedger:
                                           float(raw.get("used_s", 0.0)))
 
     def use(self, owner: str) -> BudgetUse:
+        """The owner's stored consumption (not rolled into the current period)."""
         return self._uses.get(owner, BudgetUse())
 
     def view(self) -> Mapping[str, BudgetUse]:

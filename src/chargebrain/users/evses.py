@@ -22,6 +22,7 @@ class RegistryEvses:
         return self._registry()
 
     def evse_auths(self) -> list[EvseAuth]:
+        """`users` and `fixed_rfid` of every wallbox in the registry."""
         registry = self._reg()
         if registry is None:
             return []
@@ -31,6 +32,7 @@ class RegistryEvses:
                 for d in registry.evses()]
 
     def device_kind(self, dev_id: str) -> str | None:
+        """"evse" for a wallbox, "other" for any other device, None when unknown."""
         registry = self._reg()
         device = registry.get(dev_id) if registry is not None else None
         if device is None:
@@ -38,6 +40,7 @@ class RegistryEvses:
         return "evse" if device.is_evse and not device.is_group else "other"
 
     def prepare_users(self, users_by_evse: Mapping[str, Sequence[str]]) -> list[Any]:
+        """Validated registry changes setting these `users` lists (nothing written yet)."""
         if not users_by_evse:
             return []
         registry = self._reg()
@@ -52,6 +55,7 @@ class RegistryEvses:
         return prepared
 
     async def activate(self, prepared: list[Any]) -> None:
+        """Make committed changes live in the registry."""
         registry = self._reg()
         for change in prepared:
             await registry.activate(change)

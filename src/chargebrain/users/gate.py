@@ -60,6 +60,7 @@ class EvseAuth:
 
     @property
     def needs_auth(self) -> bool:
+        """Charging here needs an assigned user's credential."""
         return bool(self.users)
 
 
@@ -84,6 +85,7 @@ class Gate:
 
     @property
     def reason_text(self) -> str:
+        """The reason for people (pause_reason / lreason)."""
         return _TEXTS.get(self.reason, "")
 
 

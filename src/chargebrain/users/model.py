@@ -70,6 +70,8 @@ class Rfid:
 
 @dataclass(frozen=True, slots=True)
 class User:
+    """A user: their settings, cards/PINs and budget (`dev_ids` lives on the EVSEs)."""
+
     id: str
     name: str = ""
     display: bool = True  # the name may be shown on the EVSE tile while plugged in
@@ -80,6 +82,7 @@ class User:
     charging_rules: tuple[Any, ...] = ()
 
     def rfid(self, rfid_id: str) -> Rfid | None:
+        """The card with exactly this id, or None."""
         for card in self.rfids:
             if card.id == rfid_id:
                 return card
@@ -300,6 +303,7 @@ def _rules(obj: Mapping[str, Any], key: str, default: tuple[Any, ...],
 # -- model -> JSON (stored form and API form) -------------------------------------------------
 
 def budget_to_json(spec: BudgetSpec | None) -> dict[str, Any] | None:
+    """The JSON form of a budget's settings (None for no budget)."""
     if spec is None:
         return None
     return {"reset": spec.reset, "day": spec.day, "amount": spec.amount,
@@ -307,6 +311,7 @@ def budget_to_json(spec: BudgetSpec | None) -> dict[str, Any] | None:
 
 
 def rfid_to_json(card: Rfid) -> dict[str, Any]:
+    """The JSON form of a card (stored and API form alike)."""
     return {
         "id": card.id, "name": card.name, "ac_auth": card.ac_auth, "ac_ovch": card.ac_ovch,
         "used_phases": card.used_phases, "prio": card.prio, "valid_until": card.valid_until,
@@ -358,6 +363,7 @@ class Credential:
 
     @property
     def rfid_id(self) -> str | None:
+        """The card's id, None when the credential was the user id."""
         return self.rfid.id if self.rfid else None
 
     @property

@@ -44,7 +44,9 @@ OVERRIDE_FLAGS = set("CcEeUu")
 class Prepared(Protocol):
     """A validated EVSE configuration change that writes itself inside a transaction."""
 
-    def write(self, conn: sqlite3.Connection) -> None: ...
+    def write(self, conn: sqlite3.Connection) -> None:
+        """Write the change inside the caller's transaction."""
+        ...
 
 
 class EvseDirectory(Protocol):
@@ -149,6 +151,7 @@ class UserService:
         return self.users.resolve(secret)
 
     def new_user_id(self) -> str:
+        """A fresh user id that is no credential of anybody yet."""
         return new_user_id(self.users.taken_secrets().__contains__)
 
     # -- writing users ------------------------------------------------------------------------
@@ -451,6 +454,7 @@ class UserService:
         return budget_owner(user, card)
 
     def user_name(self, user_id: str) -> str:
+        """The name of a user ("" when unknown; for the transaction log)."""
         user = self.users.get(user_id)
         return user.name if user is not None else ""
 

@@ -49,6 +49,7 @@ class Session:
 
     @property
     def identified(self) -> bool:
+        """Some user's credential named this session."""
         return self.user_id is not None
 
 
@@ -76,9 +77,11 @@ class SessionBook:
                 self._sessions[key] = Session(**raw)
 
     def get(self, dev_id: str) -> Session | None:
+        """The session at `dev_id`, None when no car is plugged in."""
         return self._sessions.get(dev_id)
 
     def all(self) -> dict[str, Session]:
+        """Every session, by dev_id (a copy)."""
         return dict(self._sessions)
 
     def put(self, session: Session) -> Session:
@@ -88,6 +91,7 @@ class SessionBook:
         return session
 
     def update(self, dev_id: str, **changes: object) -> Session:
+        """Change fields of the session at `dev_id` (which must exist) and store it."""
         session = self._sessions[dev_id]
         return self.put(replace(session, **changes))  # type: ignore[arg-type]
 
@@ -102,6 +106,7 @@ class SessionBook:
     # -- credentials entered before plug-in ---------------------------------------------------
 
     def set_pending(self, dev_id: str, secret: str, now_s: float) -> None:
+        """Keep a credential for the next plug-in at `dev_id` (for PREAUTH_WINDOW_S)."""
         pending = Pending(dev_id, secret, now_s + PREAUTH_WINDOW_S)
         self._store.kv_set(SESSION_NS, PENDING_PREFIX + dev_id, asdict(pending))
         self._pending[dev_id] = pending

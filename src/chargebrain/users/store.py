@@ -42,6 +42,7 @@ class UserStore:
         return list(self._users.values())
 
     def get(self, user_id: str) -> User | None:
+        """The user with this id, or None."""
         return self._users.get(user_id)
 
     def __len__(self) -> int:
