@@ -346,3 +346,41 @@ async def test_plug_in_shows_in_the_session_and_sync_is_real(site):
     # the helper reads the real driver: without a car nothing is plugged in
     await sync_session(site, "E1")
     assert site.app.users.sessions.get("E1") is None
+
+
+async def test_http_input_wallbox_reports_the_card(site):
+    """An HTTP-input wallbox (set_ajax_evse) with assigned users: its `rfid` authorises, and
+    the answer tells it to charge; overrides show in get_dev_info."""
+    uid = await new_user(site, name="Cleo", rfids=[{"id": "AB12CD"}])
+    status, body = await site.client.post("set_device", {"devices": [
+        {"dev_type": "evse_ajax", "users": [uid]}]})
+    assert (status, body) == (200, "ok")
+    (dev_id,) = [d["dev_id"] for d in (await site.client.get("get_devices"))[1]
+                 if d["dev_type"] == "evse_ajax"]
+    push = {"state": 2, "max_charging_current": 16000, "current": [0, 0, 0],
+            "total_energy": 1000}
+
+    async def report(**extra):
+        status, answer = await site.client.post("set_ajax_evse", {**push, **extra},
+                                                dev_id=dev_id)
+        assert status == 200, answer
+        await site.app.cycle.run_once()
+        status, answer = await site.client.post("set_ajax_evse", {**push, **extra},
+                                                dev_id=dev_id)
+        assert status == 200, answer
+        info = next(d for d in (await site.client.get("get_dev_info"))[1]["devices"]
+                    if d["dev_id"] == dev_id)
+        return answer, info
+
+    answer, info = await report()
+    assert answer["charging_enabled"] is False and info["needs_auth"] is True
+    answer, info = await report(rfid="ab12cd")
+    assert answer["charging_enabled"] is True and info["needs_auth"] is False
+    assert await site.client.get("override_device", auth=None, dev_id=dev_id, mamps="10000.0",
+                                 rfid="AB12CD") == (200, "ok")
+    answer, info = await report(rfid="ab12cd")
+    assert (info["ov_cur"], info["overrides"]) == (10000, 0)
+    assert answer["charging_current"] <= 10000
+    rows = (await site.client.get("get_transactions", dev_id=dev_id))[1]
+    assert [(r["user_id"], r["rfid"], r["status"]) for r in rows] == [(uid, "AB12CD",
+                                                                       "running")]
