@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import heapq
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from chargebrain.core.model import (
     MIN_CURRENT_FLOOR_MA,
@@ -45,6 +45,8 @@ from chargebrain.units import Phases
 
 _PHASE_NAMES = ("L1", "L2", "L3")
 _EPS = 1e-9
+_INF = float("inf")
+_NO_TIMERS = EvseTimers()
 
 
 # --------------------------------------------------------------------------- the limit tree
@@ -112,21 +114,35 @@ def build_tree(groups: Iterable[GroupSpec]) -> Tree:
 
 @dataclass(slots=True)
 class _Rows:
-    """Per-row slack (integer), and what each row stands for (for reasons)."""
+    """Per-row slack (integer), and what each row stands for (for reasons, built on demand)."""
 
     slack: list[int]
     initial: list[int]
-    group: list[int | None]
-    phase: list[int | None]
-    code: list[str]
-    text: list[str]
+    node: list[GroupSpec | None]  # None: the surplus pool
+    phase: list[int]  # 0-2 (the pool: 0)
+    evse_cap_binds: list[bool]
     depth: list[int]  # distance of the row's node from the site (the pool: -1)
     index: dict[tuple[int, int], int]  # (group_id, phase index 0-2) → row
     pool: int | None  # the surplus pool row, if any
+    reasons: dict[int, Reason] = field(default_factory=dict)
+    max_reasons: dict[tuple[int, str], Reason] = field(default_factory=dict)
+
+    def reason(self, r: int) -> Reason:
+        """The (shared) reason an EVSE bound by row `r` is given."""
+        out = self.reasons.get(r)
+        if out is None:
+            node = self.node[r]
+            if node is None:
+                out = Reason("surplus_limit", "PV surplus used up")
+            else:
+                code, text = _row_label(node, self.phase[r], self.evse_cap_binds[r])
+                out = Reason(code, text, node.group_id, self.phase[r] + 1)
+            self.reasons[r] = out
+        return out
 
 
 def _node_rows(tree: Tree, surplus_mva: int | None) -> _Rows:
-    rows = _Rows([], [], [], [], [], [], [], {}, None)
+    rows = _Rows([], [], [], [], [], [], {}, None)
     for gid, node in tree.nodes.items():
         bounded = (
             node.stale
@@ -135,27 +151,25 @@ def _node_rows(tree: Tree, surplus_mva: int | None) -> _Rows:
         )
         if not bounded:
             continue  # an unlimited node never binds: skipping it keeps big sites fast
+        depth = len(tree.path(gid)) - 1
         for p in range(3):
             room = node.limit_ma[p] - node.non_evse_load_ma[p]
             cap = node.evse_limit_ma[p]
-            code, text = _row_label(node, p, cap < room)
-            slack = min(room, cap)
+            slack = room if room <= cap else cap
             rows.index[(gid, p)] = len(rows.slack)
             rows.slack.append(slack)
             rows.initial.append(slack)
-            rows.group.append(gid)
-            rows.phase.append(p + 1)
-            rows.code.append(code)
-            rows.text.append(text)
-            rows.depth.append(len(tree.path(gid)) - 1)
+            rows.node.append(node)
+            rows.phase.append(p)
+            rows.evse_cap_binds.append(cap < room)
+            rows.depth.append(depth)
     if surplus_mva is not None:
         rows.pool = len(rows.slack)
         rows.slack.append(surplus_mva)
         rows.initial.append(surplus_mva)
-        rows.group.append(None)
-        rows.phase.append(None)
-        rows.code.append("surplus_limit")
-        rows.text.append("PV surplus used up")
+        rows.node.append(None)
+        rows.phase.append(0)
+        rows.evse_cap_binds.append(False)
         rows.depth.append(-1)
     return rows
 
@@ -182,13 +196,14 @@ class _Ev:
     """Working record of one wanting EVSE."""
 
     d: EvseDemand
-    rows: list[tuple[int, int]]  # (row, coefficient)
+    rows: tuple[tuple[int, int], ...]  # (row, coefficient)
     min_ma: int
     max_ma: int
     tier: tuple[int, int]
     order_key: tuple
     was_running: bool
     in_min_run: bool
+    cap_reason: Reason | None = None  # set when an imbalance cut lowered max_ma
     current: int = 0
     reason: Reason | None = None
     pause_reason: str = ""
@@ -211,8 +226,11 @@ def allocate(snap: Snapshot) -> Allocation:
     setpoints: dict[str, Setpoint] = {}
     timers: dict[str, EvseTimers] = {}
     wanting: list[_Ev] = []
+    row_cache: dict[tuple[int, int, bool], tuple[tuple[int, int], ...]] = {}
+    phase_rows: dict[int, tuple[tuple[tuple[int, int], ...], ...]] = {}
+    get_timers = snap.timers.get
     for d in demands:
-        t = snap.timers.get(d.dev_id) or EvseTimers()
+        t = get_timers(d.dev_id) or _NO_TIMERS
         min_ma = max(d.min_ma, MIN_CURRENT_FLOOR_MA)
         if not d.wants_charge or d.phases_mask & 0b111 == 0 or d.max_ma < min_ma:
             reason = d.not_charging_reason or _no_charge_reason(d, min_ma)
@@ -225,14 +243,21 @@ def allocate(snap: Snapshot) -> Allocation:
             setpoints[d.dev_id] = _setpoint(d, 0, True, reason, "min_pause")
             timers[d.dev_id] = EvseTimers(t.paused_since_s, None, 0)
             continue
-        ev_rows = [
-            (rows.index[(g, p)], 1)
-            for g in tree.path(d.group_id)
-            for p in range(3)
-            if d.phases_mask >> p & 1 and (g, p) in rows.index
-        ]
-        if d.surplus and rows.pool is not None:
-            ev_rows.append((rows.pool, d.phases_mask.bit_count() * volt))
+        mask = d.phases_mask & 0b111
+        key = (d.group_id, mask, d.surplus)
+        ev_rows = row_cache.get(key)
+        if ev_rows is None:
+            per_phase = phase_rows.get(d.group_id)
+            if per_phase is None:
+                path = tree.path(d.group_id)
+                per_phase = phase_rows[d.group_id] = tuple(
+                    tuple((rows.index[(g, p)], 1) for g in path if (g, p) in rows.index)
+                    for p in range(3))
+            ev_rows = ((per_phase[0] if mask & 1 else ()) + (per_phase[1] if mask & 2 else ())
+                       + (per_phase[2] if mask & 4 else ()))
+            if d.surplus and rows.pool is not None:
+                ev_rows += ((rows.pool, mask.bit_count() * volt),)
+            row_cache[key] = ev_rows
         running = t.last_current_ma > 0 and t.running_since_s is not None
         in_min_run = (running and t.running_since_s is not None
                       and now - t.running_since_s < params.min_run_time_s)
@@ -241,8 +266,58 @@ def allocate(snap: Snapshot) -> Allocation:
                 _order_key(d, t, running, in_min_run, now, params.fcfs), running, in_min_run)
         )
 
-    tiers: dict[tuple[int, int], list[_Ev]] = {}
+    # Imbalance cuts are found after a round and then imposed as caps (or pauses) on the next
+    # round, so the room they free is shared out again under the same strict rules. Caps only
+    # fall and pauses only grow, so this ends; a round without cuts is the answer.
+    caps: dict[str, tuple[int, Reason]] = {}
+    banned: dict[str, Reason] = {}
+    base = tree.nodes[SITE_GROUP].non_evse_load_ma if params.imbalance_add else (0, 0, 0)
+    initial_slack = list(rows.slack)
+    for round_no in range(2 * len(wanting) + 2):
+        if round_no:
+            rows.slack = list(initial_slack)
+            for ev in wanting:
+                cap = caps.get(ev.d.dev_id)
+                ev.current, ev.reason, ev.pause_reason = 0, None, ""
+                ev.max_ma = min(ev.d.max_ma, cap[0]) if cap else ev.d.max_ma
+                ev.cap_reason = cap[1] if cap else None
+                if ev.d.dev_id in banned:
+                    ev.reason, ev.pause_reason = banned[ev.d.dev_id], "imbalance"
+        admitted_all = _run_tiers([ev for ev in wanting if ev.d.dev_id not in banned], rows)
+        if params.max_imbalance_ma <= 0:
+            break
+        before = [ev.current for ev in admitted_all]
+        _enforce_imbalance(admitted_all, base, params.max_imbalance_ma)
+        changed = [ev for ev, b in zip(admitted_all, before, strict=True) if ev.current != b]
+        if not changed:
+            break
+        for ev in changed:
+            assert ev.reason is not None
+            if ev.current == 0:
+                banned[ev.d.dev_id] = ev.reason
+            else:
+                caps[ev.d.dev_id] = (ev.current, ev.reason)
+
     for ev in wanting:
+        d, t = ev.d, get_timers(ev.d.dev_id) or _NO_TIMERS
+        if ev.current > 0:
+            since = t.running_since_s if ev.was_running else now
+            timers[d.dev_id] = EvseTimers(None, since, ev.current)
+            assert ev.reason is not None
+            mask = d.evse_phases_mask if d.evse_phases_mask is not None else d.phases_mask
+            setpoints[d.dev_id] = Setpoint(d.dev_id, ev.current, mask, False, ev.reason)
+        else:
+            paused_since = t.paused_since_s if t.paused_since_s is not None else now
+            timers[d.dev_id] = EvseTimers(paused_since, None, 0)
+            reason = ev.reason or Reason("site_limit", "no room")
+            setpoints[d.dev_id] = _setpoint(d, 0, True, reason, ev.pause_reason or reason.code)
+    return Allocation(setpoints, timers)
+
+
+def _run_tiers(evs: list[_Ev], rows: _Rows) -> list[_Ev]:
+    """Admit and water-fill tier by tier (strict priority); return the admitted EVSEs."""
+    tiers: dict[tuple[int, int], list[_Ev]] = {}
+    for ev in evs:
         tiers.setdefault(ev.tier, []).append(ev)
     admitted_all: list[_Ev] = []
     for tier_key in sorted(tiers):
@@ -251,25 +326,7 @@ def allocate(snap: Snapshot) -> Allocation:
         admitted = _admit(tier, rows, at_tier_start)
         _water_fill(admitted, rows)
         admitted_all.extend(admitted)
-
-    if params.max_imbalance_ma > 0:
-        site = tree.nodes[SITE_GROUP]
-        base = site.non_evse_load_ma if params.imbalance_add else (0, 0, 0)
-        _enforce_imbalance(admitted_all, base, params.max_imbalance_ma)
-
-    for ev in wanting:
-        d, t = ev.d, snap.timers.get(ev.d.dev_id) or EvseTimers()
-        if ev.current > 0:
-            since = t.running_since_s if ev.was_running else now
-            timers[d.dev_id] = EvseTimers(None, since, ev.current)
-            assert ev.reason is not None
-            setpoints[d.dev_id] = _setpoint(d, ev.current, False, ev.reason)
-        else:
-            paused_since = t.paused_since_s if t.paused_since_s is not None else now
-            timers[d.dev_id] = EvseTimers(paused_since, None, 0)
-            reason = ev.reason or Reason("site_limit", "no room")
-            setpoints[d.dev_id] = _setpoint(d, 0, True, reason, ev.pause_reason or reason.code)
-    return Allocation(setpoints, timers)
+    return admitted_all
 
 
 def _no_charge_reason(d: EvseDemand, min_ma: int) -> Reason:
@@ -309,13 +366,15 @@ def _admit(tier: list[_Ev], rows: _Rows, at_tier_start: list[int]) -> list[_Ev]:
     admitted = []
     for ev in tier:
         m = ev.min_ma
-        if all(slack[r] >= c * m for r, c in ev.rows):
+        for r, c in ev.rows:
+            if slack[r] < c * m:
+                ev.reason, ev.pause_reason = _blocked_reason(ev, rows, at_tier_start)
+                break
+        else:
             for r, c in ev.rows:
                 slack[r] -= c * m
             ev.current = m
             admitted.append(ev)
-        else:
-            ev.reason, ev.pause_reason = _blocked_reason(ev, rows, at_tier_start)
     return admitted
 
 
@@ -324,155 +383,183 @@ def _blocked_reason(ev: _Ev, rows: _Rows, at_tier_start: list[int]) -> tuple[Rea
     failing = [(r, c) for r, c in ev.rows if rows.slack[r] < c * ev.min_ma]
     for r, c in failing:
         if rows.initial[r] < c * ev.min_ma:
-            reason = Reason(rows.code[r], rows.text[r] + " (below the minimum current)",
-                            rows.group[r], rows.phase[r])
-            return reason, rows.code[r] if rows.code[r] == "stale_meter" else "shortage"
+            limit = rows.reason(r)
+            reason = limit._replace(text=limit.text + " (below the minimum current)")
+            return reason, limit.code if limit.code == "stale_meter" else "shortage"
     for r, c in failing:
         if at_tier_start[r] < c * ev.min_ma:
-            text = f"higher-priority EVSEs use the room: {rows.text[r]}"
-            return Reason("priority", text, rows.group[r], rows.phase[r]), "priority"
-    r = failing[0][0]
+            limit = rows.reason(r)
+            text = f"higher-priority EVSEs use the room: {limit.text}"
+            return limit._replace(code="priority", text=text), "priority"
+    limit = rows.reason(failing[0][0])
     if ev.in_min_run:
         # Still inside its minimum run time, yet its own tier has no room: a plain shortage.
-        reason = Reason(rows.code[r], rows.text[r], rows.group[r], rows.phase[r])
-        return reason, "shortage"
+        return limit, "shortage"
     if ev.was_running:
-        text = f"rotated out after its minimum run time: {rows.text[r]}"
+        text = f"rotated out after its minimum run time: {limit.text}"
     else:
-        text = f"waiting for its turn: {rows.text[r]}"
-    return Reason("rotation", text, rows.group[r], rows.phase[r]), "rotation"
+        text = f"waiting for its turn: {limit.text}"
+    return limit._replace(code="rotation", text=text), "rotation"
 
 
 # --------------------------------------------------------------------------- water-filling
 
-_START, _MAX, _ROW = 0, 1, 2
 
 
 def _water_fill(admitted: list[_Ev], rows: _Rows) -> None:
     """Raise the admitted EVSEs from their minimum, max-min fairly, until rows or maxima bind.
 
     Progressive filling with events: a common water level L rises; an EVSE follows it from its
-    minimum up to its maximum; a row is full when the rising EVSEs on it used its slack. Slopes
-    change only at events (an EVSE starts rising, reaches its max, a row fills), so the work is
-    about (EVSEs × rows per EVSE) plus a heap of events.
+    minimum up to its maximum; a row is full when the rising EVSEs on it used its slack. A row's
+    use is linear in L between events, `slope·L − offset`, so an event only adjusts two numbers
+    per row. Events: EVSEs starting (sorted by minimum), EVSEs reaching their maximum (sorted),
+    rows filling (a heap). At one level starts come first, then maxima, then full rows; rows
+    filling at the same level are taken deepest node first, so an EVSE is told about the limit
+    closest to it. Work: about (EVSEs × rows per EVSE) plus the heap.
     """
-    if not admitted:
+    n = len(admitted)
+    if not n:
         return
-    slack: dict[int, float] = {}
-    slope: dict[int, int] = {}
-    base: dict[int, float] = {}
-    version: dict[int, int] = {}
+    count = len(rows.slack)
+    slack = rows.slack  # exact integer slack at the start of the fill (only read here)
+    slope = [0] * count
+    offset = [0.0] * count
+    version = [0] * count
+    full = [False] * count
+    depth = rows.depth
     members: dict[int, list[int]] = {}
-    full: set[int] = set()
     for i, ev in enumerate(admitted):
         for r, _c in ev.rows:
-            if r not in slack:
-                slack[r] = float(rows.slack[r])
-                slope[r] = 0
-                version[r] = 0
-                members[r] = []
-            members[r].append(i)
-    level: list[float] = [float(ev.min_ma) for ev in admitted]
-    binding: list[int | None] = [None] * len(admitted)  # row that froze it; None = its max
-    state = [0] * len(admitted)  # 0 waiting to rise, 1 rising, 2 frozen
-    # Heap entries: (level, kind, tie-break, key, version). Rows filling at the same level are
-    # taken deepest node first, so an EVSE is told about the limit closest to it.
-    heap: list[tuple[float, int, int, int, int]] = []
+            lst = members.get(r)
+            if lst is None:
+                members[r] = [i]
+            else:
+                lst.append(i)
+    level = [0.0] * n
+    binding: list[int | None] = [None] * n  # the row that froze it; None = its max
+    rising = [False] * n
+    starts: list[tuple[int, int]] = []
+    maxima: list[tuple[int, int]] = []
     for i, ev in enumerate(admitted):
-        if ev.max_ma <= ev.min_ma:
-            state[i] = 2
-        else:
-            heap.append((float(ev.min_ma), _START, 0, i, 0))
-    heapq.heapify(heap)
+        if ev.max_ma > ev.min_ma:
+            starts.append((ev.min_ma, i))
+            maxima.append((ev.max_ma, i))
+    starts.sort()
+    maxima.sort()
+    n_starts, n_maxima = len(starts), len(maxima)
+    si = mi = 0
+    heap: list[tuple[float, int, int, int]] = []  # (level, −depth, row, version)
     dirty: set[int] = set()
-
-    def settle(r: int, at: float) -> None:
-        if slope[r]:
-            slack[r] -= slope[r] * (at - base[r])
-        base[r] = at
+    mark = dirty.add
+    push, pop = heapq.heappush, heapq.heappop
+    last = -_INF
 
     def freeze(i: int, at: float, row: int | None) -> None:
-        state[i] = 2
+        rising[i] = False
         level[i] = at
         binding[i] = row
         for r, c in admitted[i].rows:
-            settle(r, at)
             slope[r] -= c
-            dirty.add(r)
+            offset[r] -= c * at
+            mark(r)
 
-    while heap:
-        at, kind, _tie, key, ver = heapq.heappop(heap)
-        if kind == _START:
-            ev = admitted[key]
-            blocked = next((r for r, c in ev.rows if r in full or slack[r] - slope[r] *
-                            (at - base.get(r, at)) <= _EPS * c), None)
-            if blocked is not None:
-                state[key] = 2
-                binding[key] = blocked
-            else:
-                state[key] = 1
-                for r, c in ev.rows:
-                    settle(r, at)
-                    slope[r] += c
-                    dirty.add(r)
-                heapq.heappush(heap, (float(ev.max_ma), _MAX, 0, key, 0))
-        elif kind == _MAX:
-            if state[key] == 1:
-                freeze(key, at, None)
-        elif ver == version[key] and key not in full:
-            full.add(key)
-            for i in members[key]:
-                if state[i] == 1:
-                    freeze(i, at, key)
-        if dirty and (not heap or heap[0][0] > at):
+    while True:
+        at = starts[si][0] if si < n_starts else _INF
+        if mi < n_maxima and maxima[mi][0] < at:
+            at = maxima[mi][0]
+        if heap and heap[0][0] < at:
+            at = heap[0][0]
+        if dirty and at > last:
+            # Everything at level `last` is done: the changed rows get new fill levels.
             for r in dirty:
                 version[r] += 1
-                if slope[r] > 0 and r not in full:
-                    settle(r, at)
-                    heapq.heappush(heap, (at + max(slack[r], 0.0) / slope[r], _ROW,
-                                          -rows.depth[r], r, version[r]))
+                sr = slope[r]
+                if sr > 0 and not full[r]:
+                    push(heap, ((slack[r] + offset[r]) / sr, -depth[r], r, version[r]))
             dirty.clear()
+            continue
+        if at == _INF:
+            break
+        last = at
+        while si < n_starts and starts[si][0] == at:
+            i = starts[si][1]
+            si += 1
+            ev_rows = admitted[i].rows
+            blocked = None
+            for r, c in ev_rows:
+                if full[r]:
+                    blocked = r
+                    break
+                slope[r] += c
+                offset[r] += c * at
+                mark(r)
+            if blocked is None:
+                rising[i] = True
+            else:  # rare: a row it needs is already full; undo and freeze it at its minimum
+                for r, c in ev_rows:
+                    if r == blocked:
+                        break
+                    slope[r] -= c
+                    offset[r] -= c * at
+                binding[i] = blocked
+                level[i] = at
+        while mi < n_maxima and maxima[mi][0] == at:
+            i = maxima[mi][1]
+            mi += 1
+            if rising[i]:
+                freeze(i, at, None)
+        while heap and heap[0][0] == at:
+            _lvl, _tie, r, ver = pop(heap)
+            if ver != version[r] or full[r]:
+                continue
+            full[r] = True
+            for i in members[r]:
+                if rising[i]:
+                    freeze(i, at, r)
 
+    exact = rows.slack
     for i, ev in enumerate(admitted):
         row = binding[i]
-        if row is None and state[i] == 2 and level[i] >= ev.max_ma:
-            value = ev.max_ma
-        elif row is None:
-            value = ev.max_ma if ev.max_ma <= ev.min_ma else int(level[i])
+        if row is None:
+            value = ev.max_ma if ev.max_ma > ev.min_ma else ev.min_ma
         else:
-            value = int(level[i]) if level[i] > ev.min_ma else ev.min_ma
-        value = max(ev.min_ma, min(ev.max_ma, value))
+            value = int(level[i])
+            value = ev.min_ma if value < ev.min_ma else ev.max_ma if value > ev.max_ma else value
         ev.current = value
         extra = value - ev.min_ma
         if extra:
             for r, c in ev.rows:
-                rows.slack[r] -= c * extra
-        if row is None:
-            text = f"max current {ev.max_ma} mA" + (f" ({ev.d.max_text})" if ev.d.max_text else "")
-            ev.reason = Reason("max_current", text)
+                exact[r] -= c * extra
+        if row is not None:
+            ev.reason = rows.reason(row)
+        elif ev.cap_reason is not None:
+            ev.reason = ev.cap_reason
         else:
-            ev.reason = Reason(rows.code[row], rows.text[row], rows.group[row], rows.phase[row])
-    _repair_rounding(admitted, rows)
+            key = (ev.max_ma, ev.d.max_text)
+            reason = rows.max_reasons.get(key)
+            if reason is None:
+                text = f"max current {ev.max_ma} mA" + (f" ({key[1]})" if key[1] else "")
+                reason = rows.max_reasons[key] = Reason("max_current", text)
+            ev.reason = reason
+    _repair_rounding(admitted, rows, members)
 
 
-def _repair_rounding(admitted: list[_Ev], rows: _Rows) -> None:
+def _repair_rounding(admitted: list[_Ev], rows: _Rows, members: dict[int, list[int]]) -> None:
     """Give back whole mA where float rounding of the water level overshot a row.
 
     The exact (integer) slack is authoritative: the level is floored, so an overshoot needs
     accumulated float error ≥ 1 mA, which we never expect; if it happens, the EVSEs on that
     row step down one mA at a time (largest first, never below their minimum).
     """
-    for r, s in enumerate(rows.slack):
-        while s < 0:
-            on_row = [ev for ev in admitted
-                      if ev.current > ev.min_ma and any(rr == r for rr, _ in ev.rows)]
-            if not on_row:
+    for r, on_row in members.items():
+        while rows.slack[r] < 0:
+            above_min = [admitted[i] for i in on_row if admitted[i].current > admitted[i].min_ma]
+            if not above_min:
                 break
-            ev = max(on_row, key=lambda e: (e.current, e.d.dev_id))
+            ev = max(above_min, key=lambda e: (e.current, e.d.dev_id))
             ev.current -= 1
             for rr, c in ev.rows:
                 rows.slack[rr] += c
-            s = rows.slack[r]
 
 
 # --------------------------------------------------------------------------- imbalance

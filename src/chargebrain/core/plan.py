@@ -17,9 +17,10 @@ The steps, in the order of spec §5:
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
+from typing import NamedTuple
 
-from chargebrain.core.allocator import allocate, build_tree
+from chargebrain.core.allocator import Tree, allocate, build_tree
 from chargebrain.core.budget import (
     meter_currents_ma,
     node_loads,
@@ -54,8 +55,7 @@ from chargebrain.units import ZERO, Phases, add, mask_to_phases, rotate_phases, 
 _ROTATIONS = {0: 0, 120: 120, 240: 240}
 
 
-@dataclass(frozen=True, slots=True)
-class _EvseView:
+class _EvseView(NamedTuple):
     """One EVSE in the building frame, with what it draws now and what is booked for it."""
 
     evse: EvseInput
@@ -66,8 +66,56 @@ class _EvseView:
     booked_ma: Phases = ZERO  # uncontrolled only: the load we reserve for it
 
 
+@dataclass(frozen=True, slots=True)
+class _Prepared:
+    """Everything worked out before the allocator runs (steps 1-5 of the module docstring)."""
+
+    snapshot: Snapshot
+    views: list[_EvseView]
+    tree: Tree
+    budget: Phases
+    evse_cap: Phases
+    overdraft: int
+    penalty: int
+    until: float | None
+    grid_w: int | None
+    surplus_w: int
+    evse_w: int  # what all EVSEs draw now
+
+
 def plan(site: SiteInput, memory: PlanMemory, now_s: float) -> PlanResult:
     """Plan one cycle: setpoints with reasons, the memory for the next cycle, diagnostics."""
+    s = site.settings
+    p = _prepare(site, memory, now_s)
+    controlled = [v for v in p.views if v.controlled]
+    if s.lb_enabled:
+        alloc = allocate(p.snapshot)
+        setpoints = dict(alloc.setpoints)
+        timers = dict(alloc.timers)
+    else:
+        obs = Reason("observation", "observation mode: load management does not write")
+        setpoints = {v.evse.dev_id: Setpoint(v.evse.dev_id, 0, v.evse.phases_mask, False, obs)
+                     for v in controlled}
+        timers = {}
+    for v in p.views:
+        if not v.controlled:
+            sp, t = _uncontrolled(v, memory, now_s, s.disable_policy, s.com_error_grace_s)
+            setpoints[v.evse.dev_id] = (
+                sp if s.lb_enabled else sp._replace(reason=Reason(
+                    "observation", "observation mode: load management does not write")))
+            timers[v.evse.dev_id] = t
+
+    diagnostics = _diagnostics(site, p, setpoints, now_s)
+    new_memory = PlanMemory(timers, p.penalty, p.until)
+    return PlanResult(setpoints, new_memory, diagnostics, write=s.lb_enabled)
+
+
+def snapshot(site: SiteInput, memory: PlanMemory, now_s: float) -> Snapshot:
+    """The allocator's input that `plan` would build (for `explain`, benchmarks, tests)."""
+    return _prepare(site, memory, now_s).snapshot
+
+
+def _prepare(site: SiteInput, memory: PlanMemory, now_s: float) -> _Prepared:
     s = site.settings
     volt = max(1, s.system_voltage_v)
     group_specs = [GroupSpec(g.group_id, g.parent_id, g.name) for g in site.groups
@@ -98,19 +146,23 @@ def plan(site: SiteInput, memory: PlanMemory, now_s: float) -> PlanResult:
 
     # 2. budget
     budget = site_budget_ma(s, penalty)
-    evse_cap = (s.max_total_evse_current_ma,) * 3 if s.max_total_evse_current_ma > 0 else UNLIMITED
 
     # 3. EVSEs in the building frame, controlled or booked
     views = [_view(e, memory, now_s, tree.nodes, s.disable_policy, s.com_error_grace_s, volt)
              for e in sorted(site.evses, key=lambda e: e.dev_id)]
     booked: dict[int, Phases] = {}
-    draw_below: dict[int, Phases] = {}
-    booked_below: dict[int, Phases] = {}
+    drawn: dict[int, Phases] = {}
     for v in views:
-        booked[v.group_id] = add(booked.get(v.group_id, ZERO), v.booked_ma)
-        for g in tree.path(v.group_id):
-            draw_below[g] = add(draw_below.get(g, ZERO), v.draw_ma)
-            booked_below[g] = add(booked_below.get(g, ZERO), v.booked_ma)
+        if v.booked_ma != ZERO:
+            booked[v.group_id] = add(booked.get(v.group_id, ZERO), v.booked_ma)
+        if v.draw_ma != ZERO:
+            drawn[v.group_id] = add(drawn.get(v.group_id, ZERO), v.draw_ma)
+    draw_below = _subtree_sums(tree, drawn)
+    booked_below = _subtree_sums(tree, booked)
+
+    # The EVSE-only cap covers every wallbox, so what uncontrolled ones may draw comes off it.
+    evse_cap = (sub((s.max_total_evse_current_ma,) * 3, booked_below.get(SITE_GROUP, ZERO))
+                if s.max_total_evse_current_ma > 0 else UNLIMITED)
 
     # 4. non-EVSE load per node
     node_limit: dict[int, Phases] = {SITE_GROUP: budget}
@@ -122,42 +174,34 @@ def plan(site: SiteInput, memory: PlanMemory, now_s: float) -> PlanResult:
                        booked_ma=booked, evse_draw_below_ma=draw_below,
                        booked_below_ma=booked_below, now_s=now_s, voltage_v=volt)
 
-    # 5. demands and allocation
+    # 5. the allocator's snapshot
     specs = tuple(
         GroupSpec(gid, tree.parent[gid], tree.nodes[gid].name, node_limit[gid],
                   evse_cap if gid == SITE_GROUP else UNLIMITED, loads[gid].non_evse_ma,
                   loads[gid].stale, penalty if gid == SITE_GROUP else 0)
         for gid in tree.nodes
     )
+    ev_total = ZERO
+    for vec in drawn.values():
+        ev_total = add(ev_total, vec)
+    evse_w = _power_w(ev_total, volt)
     surplus_w = site.surplus_w if site.surplus_w is not None else _surplus_w(
-        site, views, grid_w, now_s, volt)
+        site, evse_w, grid_w, now_s)
     params = AllocParams(s.min_pause_time_s, s.min_run_time_s, s.max_imbalance_ma,
                          s.imbalance_add, s.fcfs, float(max(0, surplus_w)), volt)
-    controlled = [v for v in views if v.controlled]
-    snapshot = Snapshot(now_s, specs, tuple(_demand(v) for v in controlled), params,
-                        {k: t for k, t in memory.evses.items()})
-    if s.lb_enabled:
-        alloc = allocate(snapshot)
-        setpoints = dict(alloc.setpoints)
-        timers = dict(alloc.timers)
-    else:
-        obs = Reason("observation", "observation mode: load management does not write")
-        setpoints = {v.evse.dev_id: Setpoint(v.evse.dev_id, 0, v.evse.phases_mask, False, obs)
-                     for v in controlled}
-        timers = {}
-    for v in views:
-        if not v.controlled:
-            sp, t = _uncontrolled(v, memory, now_s, s.disable_policy, s.com_error_grace_s)
-            setpoints[v.evse.dev_id] = (
-                sp if s.lb_enabled else replace(sp, reason=Reason(
-                    "observation", "observation mode: load management does not write")))
-            timers[v.evse.dev_id] = t
+    snap = Snapshot(now_s, specs, tuple(_demand(v) for v in views if v.controlled), params,
+                    memory.evses)
+    return _Prepared(snap, views, tree, budget, evse_cap, over, penalty, until, grid_w,
+                     surplus_w, evse_w)
 
-    # 6. diagnostics
-    diagnostics = _diagnostics(site, views, setpoints, specs, tree, budget, evse_cap, over,
-                               penalty, grid_w, surplus_w, now_s, volt)
-    new_memory = PlanMemory(timers, penalty, until)
-    return PlanResult(setpoints, new_memory, diagnostics, write=s.lb_enabled)
+
+def _subtree_sums(tree: Tree, per_group: dict[int, Phases]) -> dict[int, Phases]:
+    """For every node, the sum of `per_group` over the node and all nodes below it."""
+    out: dict[int, Phases] = {}
+    for g, vec in per_group.items():
+        for node in tree.path(g):
+            out[node] = add(out.get(node, ZERO), vec)
+    return out
 
 
 def _view(e: EvseInput, memory: PlanMemory, now_s: float, nodes: dict, policy: int,
@@ -166,15 +210,18 @@ def _view(e: EvseInput, memory: PlanMemory, now_s: float, nodes: dict, policy: i
     rotation = _ROTATIONS.get(e.phase_rotation_deg)
     emask = e.phases_mask & 0b111
     # Unknown wiring: the car may load any building phase, so book it on all three.
-    mask = (0b111 if emask else 0) if rotation is None else _rotate_mask(emask, rotation)
-    last = memory.evses.get(e.dev_id)
-    offered = last.last_current_ma if last is not None else 0
-    if e.measured_ma is not None:
-        measured = rotate_phases(e.measured_ma, rotation) if rotation is not None else (
-            (max(e.measured_ma),) * 3)
-        draw = measured
+    mask = (0b111 if emask else 0) if rotation is None else _ROTATED[rotation][emask]
+    measured = e.measured_ma
+    if measured is not None:
+        if rotation == 0:
+            draw = measured
+        elif rotation is not None:
+            draw = rotate_phases(measured, rotation)
+        else:
+            draw = (max(measured),) * 3
     elif e.charging:
-        draw = mask_to_phases(mask, offered)
+        last = memory.evses.get(e.dev_id)
+        draw = mask_to_phases(mask, last.last_current_ma if last is not None else 0)
     else:
         draw = ZERO
     if e.com_error_since_s is not None:
@@ -198,27 +245,31 @@ def _rotate_mask(mask: int, rotation: int) -> int:
     return ((mask << shift) | (mask >> (3 - shift))) & 0b111
 
 
+_ROTATED = {rot: tuple(_rotate_mask(m, rot) for m in range(8)) for rot in (0, 120, 240)}
+
+
 def _pmax(a: Phases, b: Phases) -> Phases:
     return (max(a[0], b[0]), max(a[1], b[1]), max(a[2], b[2]))
+
+
+_NOT_CONNECTED = Reason("not_connected", "no car connected")
+_NOT_AUTHORISED = Reason("not_authorised", "waiting for authorisation (RFID/PIN/user)")
 
 
 def _demand(v: _EvseView) -> EvseDemand:
     e = v.evse
     reason: Reason | None = None
     if not e.connected:
-        reason = Reason("not_connected", "no car connected")
+        reason = _NOT_CONNECTED
     elif not e.authorised:
-        reason = Reason("not_authorised", "waiting for authorisation (RFID/PIN/user)")
+        reason = _NOT_AUTHORISED
     elif not e.allowed:
         reason = Reason("not_allowed", e.not_allowed_reason or "charging not allowed now")
-    return EvseDemand(
-        dev_id=e.dev_id, group_id=v.group_id, priority=e.priority,
-        min_ma=max(e.min_current_ma, MIN_CURRENT_FLOOR_MA), max_ma=e.max_current_ma,
-        phases_mask=v.mask, wants_charge=reason is None, not_charging_reason=reason,
-        surplus=e.surplus, arrival_order=e.arrival_order,
-        session_energy_wh=e.session_energy_wh, max_text=e.max_reason,
-        evse_phases_mask=e.phases_mask & 0b111,
-    )
+    min_ma = e.min_current_ma if e.min_current_ma > MIN_CURRENT_FLOOR_MA else MIN_CURRENT_FLOOR_MA
+    # positional: this runs for every EVSE every cycle
+    return EvseDemand(e.dev_id, v.group_id, e.priority, min_ma, e.max_current_ma, v.mask,
+                      reason is None, reason, e.surplus, e.arrival_order, e.session_energy_wh,
+                      e.max_reason, e.phases_mask & 0b111)
 
 
 def _uncontrolled(v: _EvseView, memory: PlanMemory, now_s: float, policy: int,
@@ -251,14 +302,12 @@ def _power_w(currents: Phases, volt: int) -> int:
     return round(sum(currents) * volt / 1000)
 
 
-def _surplus_w(site: SiteInput, views: list[_EvseView], grid_w: int | None, now_s: float,
-               volt: int) -> int:
+def _surplus_w(site: SiteInput, ev_w: int, grid_w: int | None, now_s: float) -> int:
     """PV surplus: what would be exported if no car charged (0 when a needed meter is stale).
 
     With a site grid meter: −grid + EV power + storage charging − home-storage discharge.
     Without: production − consumption (+ discharge of "storage all" batteries).
     """
-    ev_w = sum(_power_w(v.draw_ma, volt) for v in views)
     meters = site.meters
     if grid_w is not None:
         surplus = -grid_w + ev_w
@@ -287,20 +336,29 @@ def _surplus_w(site: SiteInput, views: list[_EvseView], grid_w: int | None, now_
     return surplus
 
 
-def _diagnostics(site: SiteInput, views: list[_EvseView], setpoints: dict[str, Setpoint],
-                 specs: tuple[GroupSpec, ...], tree, budget: Phases, evse_cap: Phases,
-                 over: int, penalty: int, grid_w: int | None, surplus_w: int, now_s: float,
-                 volt: int) -> Diagnostics:
+def _diagnostics(site: SiteInput, p: _Prepared, setpoints: dict[str, Setpoint],
+                 now_s: float) -> Diagnostics:
+    views, specs, tree, budget, evse_cap = p.views, p.snapshot.groups, p.tree, p.budget, p.evse_cap
+    volt = p.snapshot.params.system_voltage_v
+    over, penalty, grid_w, surplus_w = p.overdraft, p.penalty, p.grid_w, p.surplus_w
     s = site.settings
-    allocated: dict[int, Phases] = {g.group_id: ZERO for g in specs}
-    site_evse_load = ZERO
+    per_group: dict[int, list[int]] = {}
     for v in views:
-        sp = setpoints[v.evse.dev_id]
-        if v.controlled and sp.current_ma > 0:
-            vec = mask_to_phases(v.mask, sp.current_ma)
-            site_evse_load = add(site_evse_load, vec)
-            for g in tree.path(v.group_id):
-                allocated[g] = add(allocated[g], vec)
+        cur = setpoints[v.evse.dev_id].current_ma
+        if v.controlled and cur > 0:
+            acc = per_group.get(v.group_id)
+            if acc is None:
+                acc = per_group[v.group_id] = [0, 0, 0]
+            mask = v.mask
+            if mask & 1:
+                acc[0] += cur
+            if mask & 2:
+                acc[1] += cur
+            if mask & 4:
+                acc[2] += cur
+    below = _subtree_sums(tree, {g: (a[0], a[1], a[2]) for g, a in per_group.items()})
+    allocated = {g.group_id: below.get(g.group_id, ZERO) for g in specs}
+    site_evse_load = allocated[SITE_GROUP]
     nodes: dict[int, NodeDiagnostics] = {}
     for g in specs:
         room = sub(sub(g.limit_ma, g.non_evse_load_ma), allocated[g.group_id])
@@ -318,7 +376,7 @@ def _diagnostics(site: SiteInput, views: list[_EvseView], setpoints: dict[str, S
     fresh = [m for m in site.meters if not m.is_stale(now_s)]
     production_w = sum(m.power_w for m in fresh if m.role == MeterRole.PRODUCTION)
     consumers = [m for m in fresh if m.role == MeterRole.CONSUMPTION]
-    evse_w = sum(_power_w(v.draw_ma, volt) for v in views)
+    evse_w = p.evse_w
     storage_w = sum(m.power_w for m in fresh
                     if m.role in (MeterRole.STORAGE_HOME, MeterRole.STORAGE_ALL))
     if consumers:
