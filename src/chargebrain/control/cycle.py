@@ -41,6 +41,7 @@ import asyncio
 import contextlib
 import inspect
 import logging
+import math
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
@@ -143,11 +144,13 @@ class ControlCycle:
         self.started = 0  # cycles begun
         self.count = 0  # cycles completed
         self._written: dict[str, _Written] = {}
+        self._gates: dict[str, EvseGate] = {}  # the users hook's answers of the last cycle
         self._basis: overload.OverloadBasis | None = None
         self._lock = asyncio.Lock()
         self._kick = asyncio.Event()
         self._done = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._waiter: asyncio.Future[None] | None = None
         self._stopping = False
         self._controlled = False  # a cycle has written setpoints: we have taken control
         self.registry.on_push.append(self._on_push)
@@ -190,10 +193,8 @@ class ControlCycle:
         loop = asyncio.get_running_loop()
         next_at = loop.time() + self.period_s
         while True:
-            delay = next_at - loop.time()
-            if delay > 0 and not self._kick.is_set():
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._kick.wait(), delay)
+            if not self._kick.is_set() and loop.time() < next_at:
+                await self._sleep_until(loop, next_at)
             periodic = loop.time() >= next_at
             self._kick.clear()
             try:
@@ -204,14 +205,33 @@ class ControlCycle:
                 log.exception("control cycle failed")
             if periodic:
                 next_at += self.period_s
-                if next_at <= loop.time():  # overran: skip the missed slots, keep the rhythm
-                    next_at = loop.time() + self.period_s
+                now = loop.time()
+                if next_at <= now:  # overran: skip the missed slots, stay on the same grid
+                    next_at += math.ceil((now - next_at) / self.period_s) * self.period_s
+                    if next_at <= now:
+                        next_at += self.period_s
+
+    async def _sleep_until(self, loop: asyncio.AbstractEventLoop, when: float) -> None:
+        """Sleep until `when` (loop time) or a `request()`, whichever comes first.
+
+        One future woken by a timer or by `request()`: under API load every extra hop through
+        the event loop waits behind the queued request handlers, so the wake-up takes one."""
+        waiter = loop.create_future()
+        timer = loop.call_at(when, _wake, waiter)
+        self._waiter = waiter
+        try:
+            await waiter
+        finally:
+            timer.cancel()
+            self._waiter = None
 
     # -- triggers and test hooks ----------------------------------------------------------------
 
     def request(self) -> None:
         """Ask for an extra (fast) cycle as soon as possible; bursts coalesce into one."""
         self._kick.set()
+        if self._waiter is not None:
+            _wake(self._waiter)
 
     async def run_once(self, now_s: float | None = None, *, fast: bool = False) -> CycleRecord:
         """Run one cycle now (after a running one finished); for tests and tools."""
@@ -270,7 +290,7 @@ class ControlCycle:
                         if inspect.isawaitable(result):
                             await result
                     await self.registry.read_all(now)
-                record = await self._plan_and_write(number, now)
+                record = await self._plan_and_write(number, now, fast=fast)
             finally:
                 self.count = number
                 self.stats.last_duration_ms = (loop.time() - began) * 1000
@@ -283,15 +303,16 @@ class ControlCycle:
             self.registry.site.cycle_time_ms = round((began - starts[-1]) * 1000)
         starts.append(began)
 
-    async def _plan_and_write(self, number: int, now: float) -> CycleRecord:
-        site, ctx = self._inputs(now)
+    async def _plan_and_write(self, number: int, now: float, *, fast: bool = False
+                              ) -> CycleRecord:
+        site, ctx = self._inputs(now, fast=fast)
         self._kick.clear()  # pushes so far are in these inputs; later ones ask again
         result = plan(site, self.memory, now)
         self.memory = result.memory
-        self._persist_overdraft(result)
         if result.write:
             await self._write(result.setpoints, now)
             self._controlled = True
+        self._persist_overdraft(result)  # after the writes: an fsync must not delay them
         self._publish(site, ctx, result, now)
         record = CycleRecord(number, now, site, result, tuple(ctx.notes),
                              {g.group_id: g.name for g in site.groups})
@@ -300,7 +321,7 @@ class ControlCycle:
                                      site.settings.system_voltage_v, now)
         return record
 
-    def _inputs(self, now: float) -> tuple[SiteInput, InputContext]:
+    def _inputs(self, now: float, *, fast: bool = False) -> tuple[SiteInput, InputContext]:
         registry = self.registry
         ctx = InputContext()
         settings = site_settings(self.params, ctx.notes)
@@ -317,7 +338,11 @@ class ControlCycle:
             if not isinstance(device.config, cfg.EvseConfig):
                 continue
             # -- users hook: authorisation, overrides, budgets → EvseInput fields ----------
-            gate = safe_gate(self.hook, observation(registry, device), now)
+            # An extra cycle after a push only cuts current: it keeps the last gates (no
+            # session bookkeeping, no database write before the setpoints go out).
+            last_gate = self._gates.get(device.dev_id) if fast else None
+            gate = last_gate or safe_gate(self.hook, observation(registry, device), now)
+            self._gates[device.dev_id] = gate
             ctx.gates[device.dev_id] = gate
             ctx.evses.append(evse_input(registry, device, gate, self.sessions, now, ctx))
         site = SiteInput(settings, tuple(ctx.groups), tuple(ctx.meters), tuple(ctx.evses))
@@ -457,6 +482,11 @@ class ControlCycle:
         if record is None:
             return not_planned(dev_id, 0)
         return explain(record, dev_id, last_set)
+
+
+def _wake(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_result(None)
 
 
 def to_evse_setpoint(setpoint: Setpoint) -> EvseSetpoint:

@@ -1,0 +1,145 @@
+"""Run every benchmark in bench/ and print one summary table against the spec §11 targets.
+
+    .venv/bin/python bench/run_all.py [--only cycle,api] [--quick] [--json]
+
+Each `bench/bench_*.py` is run as its own process with `--json` (every benchmark here prints
+its result as one JSON document with that flag); the table shows the headline numbers of each
+and whether the target is met. `--quick` passes shorter settings to the benchmarks that know
+them (fewer seconds/rounds: a smoke run, not a measurement). A benchmark that fails or prints
+no JSON is listed with its exit status and last output line. Exit status: 0 when every
+benchmark ran and met its target.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+
+Row = tuple[str, str, str, bool | None]  # what, measured, target, met (None: informational)
+
+QUICK_ARGS = {
+    "bench_allocator": ["--sizes", "10,100,1000", "--seconds", "0.5"],
+    "bench_modbus": ["--seconds", "1", "--rounds", "1"],
+    "bench_dev_info": ["--seconds", "1", "--rounds", "1"],
+    "bench_api": ["--seconds", "1", "--rounds", "1"],
+    "bench_cycle": ["--pushes", "10", "--seconds", "3"],
+}
+
+
+def _pct(value: float) -> str:
+    return f"{value * 100:.1f} %"
+
+
+def _allocator(r: dict[str, Any]) -> list[Row]:
+    rows: list[Row] = []
+    for row in r.get("results", []):
+        n = row["evses"]
+        target = "< 10 ms" if n == 1000 else ""
+        met = row["plan_median_ms"] < 10 if n == 1000 else None
+        rows.append((f"plan(), {n} EVSEs, median", f"{row['plan_median_ms']:.2f} ms", target,
+                     met))
+    return rows
+
+
+def _ratio(what: str, target: float) -> Callable[[dict[str, Any]], list[Row]]:
+    def extract(r: dict[str, Any]) -> list[Row]:
+        return [(what, _pct(r["ratio"]), f"≥ {target * 100:.0f} %", r["ratio"] >= target)]
+    return extract
+
+
+def _cycle(r: dict[str, Any]) -> list[Row]:
+    re, dr = r["reaction"], r["drift"]
+    return [
+        ("pushed overload → setpoints written, p95", f"{re['p95_ms']} ms "
+         f"(median {re['median_ms']})", "< 300 ms", re["p95_ms"] < 300),
+        (f"cycle period {dr['cycle_ms']} ms under API load, mean", f"{dr['loaded_mean_ms']} ms "
+         f"({dr['mean_drift_pct']} %)", "within 10 %", dr["mean_drift_pct"] < 10),
+        (f"cycle period {dr['cycle_ms']} ms under API load, p95", f"{dr['loaded_p95_ms']} ms "
+         f"({dr['p95_drift_pct']} %)", "within 10 %", dr["p95_drift_pct"] < 10),
+    ]
+
+
+EXTRACT: dict[str, Callable[[dict[str, Any]], list[Row]]] = {
+    "bench_allocator": _allocator,
+    "bench_modbus": _ratio("Modbus TCP reads vs bare pymodbus", 0.8),
+    "bench_dev_info": _ratio("get_dev_info (50 devices) vs bare aiohttp", 0.5),
+    "bench_api": _ratio("get_dev_info, cycle running, vs bare aiohttp", 0.5),
+    "bench_cycle": _cycle,
+}
+
+
+def _generic(r: Any) -> list[Row]:
+    if isinstance(r, dict) and "ratio" in r:
+        return [("ratio", _pct(float(r["ratio"])), "", None)]
+    return [("result", json.dumps(r)[:60], "", None)]
+
+
+def _parse(stdout: str) -> Any:
+    text = stdout.strip()
+    try:
+        return json.loads(text)
+    except ValueError:
+        for line in reversed(text.splitlines()):  # a last-line JSON after other output
+            try:
+                return json.loads(line)
+            except ValueError:
+                continue
+    return None
+
+
+def run(name: str, quick: bool) -> tuple[list[Row], str]:
+    args = [sys.executable, str(HERE / f"{name}.py"), "--json"]
+    if quick:
+        args += QUICK_ARGS.get(name, [])
+    started = time.monotonic()
+    proc = subprocess.run(args, capture_output=True, text=True, cwd=HERE.parent)
+    took = f"{time.monotonic() - started:.0f} s"
+    result = _parse(proc.stdout)
+    if result is None:
+        last = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or [""]
+        return [("did not report", f"exit {proc.returncode}: {last[0][:60]}", "", False)], took
+    try:
+        return EXTRACT.get(name, _generic)(result), took
+    except (KeyError, TypeError, ValueError) as err:
+        return [("unexpected result", f"{type(err).__name__}: {err}"[:60], "", False)], took
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--only", help="comma-separated names, e.g. cycle,api")
+    parser.add_argument("--quick", action="store_true", help="short smoke settings")
+    parser.add_argument("--json", action="store_true", help="print the table as JSON")
+    args = parser.parse_args()
+    names = sorted(p.stem for p in HERE.glob("bench_*.py"))
+    if args.only:
+        wanted = {f"bench_{n.strip().removeprefix('bench_')}" for n in args.only.split(",")}
+        names = [n for n in names if n in wanted]
+    table: list[tuple[str, str, Row]] = []
+    for name in names:
+        print(f"running {name} …", file=sys.stderr, flush=True)
+        rows, took = run(name, args.quick)
+        table.extend((name, took, row) for row in rows)
+    ok = all(row[3] is not False for _, _, row in table)
+    if args.json:
+        print(json.dumps([{"bench": n, "took": t, "what": r[0], "measured": r[1],
+                           "target": r[2], "met": r[3]} for n, t, r in table], indent=2))
+        return 0 if ok else 1
+    print(f"{time.strftime('%Y-%m-%d')}  ({'quick smoke run' if args.quick else 'full run'})")
+    print("| benchmark | what | measured | target | met |")
+    print("|---|---|---|---|---|")
+    for name, took, (what, measured, target, met) in table:
+        mark = "" if met is None else ("yes" if met else "NO")
+        print(f"| {name} ({took}) | {what} | {measured} | {target} | {mark} |")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
