@@ -111,8 +111,16 @@ async def test_observation_mode_reads_and_publishes_but_never_writes(site):
     assert info["current_l1"] == 8000 and info["last_set_charging_cur"] == -1
     answer = await push_evse(site, e3, 3, (8000, 8000, 8000))
     assert answer["charging_enabled"] is False  # disable_policy 0: nobody controls it
+    await set_params(site, lb_enabled=True)  # control again: everything is written
+    await site.app.cycle.run_once()
+    assert [c.count for c in counters] == [1, 1, 1]
+    await set_params(site, lb_enabled=False)
+    await site.app.cycle.run_once()
     await site.app.cycle.stop()  # stopping in observation mode leaves the boxes alone
-    assert [c.count for c in counters] == [0, 0, 0]
+    assert [c.count for c in counters] == [1, 1, 1]
+    await set_params(site, lb_enabled=True)
+    await site.app.cycle.run_once()  # back from observation: written again, not skipped
+    assert [c.count for c in counters] == [2, 2, 2]
 
 
 async def test_a_stale_grid_meter_counts_as_the_worst_case(site):
@@ -262,3 +270,17 @@ async def test_phases_are_learned_and_rotated_into_the_building(site):
     await cycle.run_once()
     _, body = await site.client.get("explain", dev_id=e2)
     assert body["demand"]["phases"] == 7
+
+
+async def test_a_failing_before_cycle_hook_does_not_stop_load_management(site):
+    e2 = await add(site, dev_id="E2", dev_type="evse_sim")
+    plug_sim(site, e2, phases=3, max_current_ma=16000)
+    calls: list[float] = []
+
+    def broken(now_s: float) -> None:
+        calls.append(now_s)
+        raise RuntimeError("simulation bug")
+
+    site.app.cycle.before_cycle.append(broken)
+    await site.app.cycle.run_once()
+    assert calls and site.app.devices.get(e2).status.last_set_charging_cur == 16000

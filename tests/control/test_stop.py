@@ -91,3 +91,36 @@ async def test_sigterm_leaves_a_remote_wallbox_per_disable_policy(tmp_path):
             code = await asyncio.to_thread(a.stop)
         assert code == 0
         assert bank.get_int("charging_enable") == 0  # disable_policy 0: charging off
+
+
+async def test_stop_lets_a_running_cycle_finish_first(tmp_path):
+    async with clocked_app(tmp_path / "data") as site:
+        await set_params(site, disable_policy=0)
+        e2 = await add(site, dev_id="E2", dev_type="evse_sim")
+        plug_sim(site, e2, phases=3, max_current_ma=16000)
+        cycle = site.app.cycle  # its loop runs; the next periodic cycle is a minute away
+        await cycle.run_once()  # reads the box, writes 16 A
+        await set_params(site, max_total_current=10000)
+        driver = site.app.devices.get(e2).driver
+        gate, inside = asyncio.Event(), asyncio.Event()
+        applied: list[object] = []
+        real_apply = driver.apply
+
+        async def slow_apply(setpoint):  # a wallbox that takes its time to answer
+            inside.set()
+            await gate.wait()
+            applied.append(setpoint)
+            await real_apply(setpoint)
+
+        driver.apply = slow_apply
+        cycle.request()  # an extra cycle now, inside the loop task: it writes 10 A
+        await inside.wait()  # that cycle is in the middle of writing
+        stopping = asyncio.create_task(cycle.stop())
+        for _ in range(5):
+            await asyncio.sleep(0)
+        assert not stopping.done()  # stop() waits for the cycle
+        gate.set()
+        await stopping
+        assert cycle.last is not None and cycle.last.result.setpoints[e2].current_ma == 10000
+        # the cycle's own write went through, then stop() left the box per policy 0
+        assert [(s.current_ma, s.enabled) for s in applied] == [(10000, True), (0, False)]

@@ -93,6 +93,7 @@ log = logging.getLogger(__name__)
 MIN_PERIOD_MS = 250
 POWERBRAIN_MAX_MA = 63000  # the highest limit a Power Brain register accepts (8093)
 LOG_LENGTH = 4096
+STOP_WAIT_S = 10.0  # how long stop() lets a running cycle finish
 
 BeforeCycle = Callable[[float], Awaitable[None] | None]
 
@@ -175,15 +176,23 @@ class ControlCycle:
             self._task = asyncio.create_task(self._loop(), name="control-cycle")
 
     async def stop(self) -> None:
-        """Finish the running cycle, stop the loop, leave the wallboxes per disable_policy."""
+        """Let a running cycle finish (up to `STOP_WAIT_S`), stop the loop, then leave the
+        wallboxes as disable_policy says."""
         self._stopping = True
+        with contextlib.suppress(ValueError):
+            self.registry.on_push.remove(self._on_push)
         if self._task is not None:
+            try:
+                await asyncio.wait_for(self._lock.acquire(), STOP_WAIT_S)
+                locked = True
+            except TimeoutError:
+                locked = False  # a cycle hangs on devices: cut it off
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._task
+            if locked:
+                self._lock.release()
             self._task = None
-        with contextlib.suppress(ValueError):
-            self.registry.on_push.remove(self._on_push)
         try:
             await self.release()
         except Exception:
@@ -285,10 +294,7 @@ class ControlCycle:
                 if fast:
                     self.stats.fast_cycles += 1
                 else:
-                    for hook in list(self.before_cycle):
-                        result = hook(now)
-                        if inspect.isawaitable(result):
-                            await result
+                    await self._before(now)
                     await self.registry.read_all(now)
                 record = await self._plan_and_write(number, now, fast=fast)
             finally:
@@ -296,6 +302,16 @@ class ControlCycle:
                 self.stats.last_duration_ms = (loop.time() - began) * 1000
                 self._done.set()
             return record
+
+    async def _before(self, now: float) -> None:
+        """The `before_cycle` hooks; a failing one is logged, load management goes on."""
+        for hook in list(self.before_cycle):
+            try:
+                result = hook(now)
+                if inspect.isawaitable(result):
+                    await result
+            except Exception:
+                log.exception("before-cycle hook %r failed", hook)
 
     def _note_period_start(self, began: float) -> None:
         starts = self.stats.period_starts
@@ -312,6 +328,8 @@ class ControlCycle:
         if result.write:
             await self._write(result.setpoints, now)
             self._controlled = True
+        else:
+            self._written.clear()  # others may drive the boxes now: write all when back
         self._persist_overdraft(result)  # after the writes: an fsync must not delay them
         self._publish(site, ctx, result, now)
         record = CycleRecord(number, now, site, result, tuple(ctx.notes),
