@@ -17,7 +17,8 @@ How current is divided (docs/load-management.md explains the why):
    each reaches its maximum or a row it uses is full. What the tier leaves passes on.
 5. Imbalance: if the site's phases differ by more than `max_imbalance_ma`, the EVSEs that load
    the highest phase but not the lowest are reduced, lowest tier first, and paused if reducing
-   to their minimum is not enough.
+   to their minimum is not enough. The cuts become caps (or pauses) and steps 2-4 run again, so
+   the room they free is shared out under the same rules, until a round needs no cut.
 
 All arithmetic on limits is integer mA (the pool is integer mA·V); the water level is a float,
 floored to whole mA at the end, which can only lower a current.
@@ -44,7 +45,6 @@ from chargebrain.core.model import (
 from chargebrain.units import Phases
 
 _PHASE_NAMES = ("L1", "L2", "L3")
-_EPS = 1e-9
 _INF = float("inf")
 _NO_TIMERS = EvseTimers()
 
@@ -203,6 +203,7 @@ class _Ev:
     order_key: tuple
     was_running: bool
     in_min_run: bool
+    timers: EvseTimers
     cap_reason: Reason | None = None  # set when an imbalance cut lowered max_ma
     current: int = 0
     reason: Reason | None = None
@@ -231,6 +232,8 @@ def allocate(snap: Snapshot) -> Allocation:
     get_timers = snap.timers.get
     for d in demands:
         t = get_timers(d.dev_id) or _NO_TIMERS
+        if (t.paused_since_s or 0.0) > now or (t.running_since_s or 0.0) > now:
+            t = _clamp_timers(t, now)  # a clock that jumped back must not stretch a pause
         min_ma = max(d.min_ma, MIN_CURRENT_FLOOR_MA)
         if not d.wants_charge or d.phases_mask & 0b111 == 0 or d.max_ma < min_ma:
             reason = d.not_charging_reason or _no_charge_reason(d, min_ma)
@@ -263,7 +266,8 @@ def allocate(snap: Snapshot) -> Allocation:
                       and now - t.running_since_s < params.min_run_time_s)
         wanting.append(
             _Ev(d, ev_rows, min_ma, d.max_ma, (0 if d.surplus else 1, -d.priority),
-                _order_key(d, t, running, in_min_run, now, params.fcfs), running, in_min_run)
+                _order_key(d, t, running, in_min_run, now, params.fcfs), running, in_min_run,
+                t)
         )
 
     # Imbalance cuts are found after a round and then imposed as caps (or pauses) on the next
@@ -299,7 +303,7 @@ def allocate(snap: Snapshot) -> Allocation:
                 caps[ev.d.dev_id] = (ev.current, ev.reason)
 
     for ev in wanting:
-        d, t = ev.d, get_timers(ev.d.dev_id) or _NO_TIMERS
+        d, t = ev.d, ev.timers
         if ev.current > 0:
             since = t.running_since_s if ev.was_running else now
             timers[d.dev_id] = EvseTimers(None, since, ev.current)
@@ -312,6 +316,13 @@ def allocate(snap: Snapshot) -> Allocation:
             reason = ev.reason or Reason("site_limit", "no room")
             setpoints[d.dev_id] = _setpoint(d, 0, True, reason, ev.pause_reason or reason.code)
     return Allocation(setpoints, timers)
+
+
+def _clamp_timers(t: EvseTimers, now: float) -> EvseTimers:
+    paused = t.paused_since_s
+    running = t.running_since_s
+    return EvseTimers(None if paused is None else min(paused, now),
+                      None if running is None else min(running, now), t.last_current_ma)
 
 
 def _run_tiers(evs: list[_Ev], rows: _Rows) -> list[_Ev]:
@@ -403,7 +414,6 @@ def _blocked_reason(ev: _Ev, rows: _Rows, at_tier_start: list[int]) -> tuple[Rea
 
 
 # --------------------------------------------------------------------------- water-filling
-
 
 
 def _water_fill(admitted: list[_Ev], rows: _Rows) -> None:
@@ -607,19 +617,22 @@ def _enforce_imbalance(admitted: list[_Ev], base: Phases, max_imbalance_ma: int)
 def _reduce_tier(group: list[_Ev], need: int, reason: Reason) -> int:
     """Take up to `need` mA off `group`; return what is still needed afterwards."""
     order = list(reversed(group))  # admitted last → paused first
-    for n_paused in range(len(order) + 1):
-        paused, kept = order[:n_paused], order[n_paused:]
-        freed = sum(ev.current for ev in paused)
-        spare = sum(ev.current - ev.min_ma for ev in kept)
-        if freed + spare >= need or n_paused == len(order):
-            for ev in paused:
-                ev.current = 0
-                ev.reason, ev.pause_reason = reason, "imbalance"
-            rest = max(0, need - freed)
-            if rest and kept:
-                _drain(kept, min(rest, spare), reason)
-            return need - freed - min(rest, spare)
-    return need
+    freed = 0  # by pausing the first n_paused of `order`
+    spare = sum(ev.current - ev.min_ma for ev in order)  # by lowering the others to minimum
+    n_paused = 0
+    while freed + spare < need and n_paused < len(order):
+        ev = order[n_paused]
+        freed += ev.current
+        spare -= ev.current - ev.min_ma
+        n_paused += 1
+    for ev in order[:n_paused]:
+        ev.current = 0
+        ev.reason, ev.pause_reason = reason, "imbalance"
+    kept = order[n_paused:]
+    rest = min(max(0, need - freed), spare)
+    if rest and kept:
+        _drain(kept, rest, reason)
+    return need - freed - rest
 
 
 def _drain(kept: list[_Ev], amount: int, reason: Reason) -> None:
