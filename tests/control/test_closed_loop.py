@@ -167,8 +167,9 @@ async def test_closed_loop_keeps_every_limit(tmp_path):
             checked_setpoints += 1
 
         assert checked_setpoints == checked_draws == 40
-        # the loop really ran: the jump was answered by an extra cycle, cars charged
-        assert cycle.stats.pushed_overloads >= 1 and cycle.stats.fast_cycles >= 1
+        # the jump was judged an overload when it was pushed (answered by an extra cycle, or by
+        # the periodic one when its turn came first), and cars charged
+        assert cycle.stats.pushed_overloads >= 1
         assert any(b.energy_wh > 0 for b in boxes)
         _, info = await cb.client.get("get_dev_info")
         assert info["params"]["overdraft_cur"] > 0  # the jump overdrew until the cars backed off
