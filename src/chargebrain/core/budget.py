@@ -31,7 +31,8 @@ LOAD_ROLES = (MeterRole.CONSUMPTION, MeterRole.GRID, MeterRole.STORAGE_HOME,
 def net_limit_ma(settings: SiteSettings) -> int:
     """The per-phase site limit before any penalty: max total × share % − reserve."""
     share = max(0, min(100, settings.max_total_cur_prc))
-    return settings.max_total_current_ma * share // 100 - settings.reserve_current_ma
+    reserve = max(0, settings.reserve_current_ma)  # a negative reserve would add room
+    return settings.max_total_current_ma * share // 100 - reserve
 
 
 def site_budget_ma(settings: SiteSettings, penalty_ma: int) -> Phases:

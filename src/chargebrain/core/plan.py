@@ -117,7 +117,7 @@ def snapshot(site: SiteInput, memory: PlanMemory, now_s: float) -> Snapshot:
 
 def _prepare(site: SiteInput, memory: PlanMemory, now_s: float) -> _Prepared:
     s = site.settings
-    volt = max(1, s.system_voltage_v)
+    volt = s.system_voltage_v if s.system_voltage_v > 0 else 230  # 0 V is no setting
     group_specs = [GroupSpec(g.group_id, g.parent_id, g.name) for g in site.groups
                    if g.group_id != SITE_GROUP]
     tree = build_tree(group_specs)
