@@ -51,8 +51,14 @@ async def _serve(settings: Settings) -> int:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    await app.start()
+    log = logging.getLogger("chargebrain")
+    try:
+        await app.start()
+    except OSError as err:  # a port in use or an address we cannot bind: say so, no traceback
+        log.error("cannot start: %s", err)
+        await app.stop()
+        return 2
     await stop.wait()
-    logging.getLogger("chargebrain").info("stopping")
+    log.info("stopping")
     await app.stop()
     return 0

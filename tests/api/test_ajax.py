@@ -107,6 +107,18 @@ async def test_evse_answers_its_control_object(cb):
     assert (await device_info(cb, e2))["last_set_charging_cur"] == 0
 
 
+async def test_observation_mode_answers_disable_policy_not_an_old_setpoint(cb):
+    e2 = await add(cb, dev_type="evse_ajax", max_charging_cur=20000)
+    registry = cb.app.devices
+    assert await registry.apply(registry.get(e2), EvseSetpoint(12500), registry.clock())
+    _, answer = await cb.client.get("set_ajax_evse", dev_id=e2, state=3)
+    assert answer["charging_current"] == 12500
+    assert (await cb.client.post("set_params", {"lb_enabled": False,
+                                                "disable_policy": -1}))[0] == 200
+    _, answer = await cb.client.get("set_ajax_evse", dev_id=e2, state=3)
+    assert (answer["charging_enabled"], answer["charging_current"]) == (True, 20000)
+
+
 @pytest.mark.parametrize(("policy", "enabled", "current"), [(0, False, 0), (1, True, 6000),
                                                             (-1, True, 16000)])
 async def test_evse_answer_without_setpoint_follows_disable_policy(cb, policy, enabled, current):

@@ -107,7 +107,7 @@ def parse_int(raw: str | float | int, name: str) -> int:
         if not math.isfinite(number) or number != int(number):
             raise bad_request(f"{name} must be a whole number")
         number = int(number)
-    if abs(number) > 2**63:
+    if not -(2**63) <= number < 2**63:  # what SQLite and 64-bit registers can hold
         raise bad_request(f"{name} is out of range")
     return number
 

@@ -81,7 +81,9 @@ async def set_ajax_evse(app: ChargeBrain, req: ApiRequest) -> dict[str, Any]:
     except PushError as err:
         raise bad_request(str(err)) from None
     app.devices.push(device, reading, app.devices.clock())
-    return control_answer(device, driver.setpoint, int(app.params["disable_policy"]))
+    # In observation mode nothing is controlled, so an old setpoint must not be handed out.
+    setpoint = driver.setpoint if app.params["lb_enabled"] else None
+    return control_answer(device, setpoint, int(app.params["disable_policy"]))
 
 
 def control_answer(device: Device, setpoint: EvseSetpoint | None, disable_policy: int
