@@ -2,7 +2,8 @@
 
     .venv/bin/python bench/run_all.py [--only cycle,api] [--quick] [--json]
 
-Each `bench/bench_*.py` is run as its own process with `--json` (every benchmark here prints
+Each `bench/bench_*.py`, then `bench/rss_startup.py` and a 2-minute `bench/soak.py`, is run as
+its own process with `--json` (every benchmark here prints
 its result as one JSON document with that flag); the table shows the headline numbers of each
 and whether the target is met. `--quick` passes shorter settings to the benchmarks that know
 them (fewer seconds/rounds: a smoke run, not a measurement). A benchmark that fails or prints
@@ -31,7 +32,13 @@ QUICK_ARGS = {
     "bench_dev_info": ["--seconds", "1", "--rounds", "1"],
     "bench_api": ["--seconds", "1", "--rounds", "1"],
     "bench_cycle": ["--pushes", "10", "--seconds", "3"],
+    "rss_startup": ["--sizes", "10,100", "--starts", "1", "--settle-s", "1"],
+    "soak": ["--minutes", "0.5"],
 }
+# scripts that are not named bench_*.py but belong to the run: memory and start-up, and the
+# short soak (the long soak is `bench/soak.py --minutes 30`, see docs/benchmarks.md)
+EXTRA = ["rss_startup", "soak"]
+FULL_ARGS = {"soak": ["--minutes", "2"]}
 
 
 def _pct(value: float) -> str:
@@ -67,12 +74,45 @@ def _cycle(r: dict[str, Any]) -> list[Row]:
     ]
 
 
+def _rss_startup(r: dict[str, Any]) -> list[Row]:
+    base = r["baseline"]
+    rows: list[Row] = [("bare aiohttp + pymodbus process: RSS, start to first answer",
+                        f"{base['rss_mb']} MB, {base['startup_s']} s", "", None)]
+    for row in r["results"]:
+        n = row["devices"]
+        rss_target = "< 80 MB" if 100 <= n < 1000 else ""
+        rows.append((f"RSS with {n} devices", f"{row['rss_mb']} MB ({row['rss_ratio']}× bare)",
+                     rss_target, row["rss_mb"] < 80 if rss_target else None))
+        rows.append((f"start to first answer, {n} devices",
+                     f"{row['startup_s']} s ({row['startup_ratio']}× bare)", "< 2 s",
+                     row["startup_s"] < 2))
+    return rows
+
+
+def _soak(r: dict[str, Any]) -> list[Row]:
+    return [
+        (f"soak {r['minutes']} min, {r['devices_total']} devices, RSS growth after warm-up",
+         f"{r['rss_growth_pct']} % ({r['rss_after_warmup_mb']} → {r['rss_end_mb']} MB)",
+         "≤ 10 %", r["checks"]["memory_growth_ok"]),
+        (f"soak: cycles completed / expected ({r['cycle_ms']} ms)",
+         f"{r['cycles_completed']} / {r['cycles_expected']}", "none missed",
+         r["checks"]["no_missed_cycles"]),
+        (f"soak: {r['requests']} API requests ({r['requests_per_s']}/s)",
+         f"5xx {r['five_xx']}, broken {r['broken']}, exit {r['exit_status']}, "
+         f"integrity {r['integrity']}", "0, 0, 0, ok",
+         r["checks"]["no_5xx"] and r["checks"]["no_broken_connections"]
+         and r["checks"]["clean_exit"] and r["checks"]["integrity_ok"]),
+    ]
+
+
 EXTRACT: dict[str, Callable[[dict[str, Any]], list[Row]]] = {
     "bench_allocator": _allocator,
     "bench_modbus": _ratio("Modbus TCP reads vs bare pymodbus", 0.8),
     "bench_dev_info": _ratio("get_dev_info (50 devices) vs bare aiohttp", 0.5),
     "bench_api": _ratio("get_dev_info, cycle running, vs bare aiohttp", 0.5),
     "bench_cycle": _cycle,
+    "rss_startup": _rss_startup,
+    "soak": _soak,
 }
 
 
@@ -99,6 +139,8 @@ def run(name: str, quick: bool) -> tuple[list[Row], str]:
     args = [sys.executable, str(HERE / f"{name}.py"), "--json"]
     if quick:
         args += QUICK_ARGS.get(name, [])
+    else:
+        args += FULL_ARGS.get(name, [])
     started = time.monotonic()
     proc = subprocess.run(args, capture_output=True, text=True, cwd=HERE.parent)
     took = f"{time.monotonic() - started:.0f} s"
@@ -118,9 +160,10 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="short smoke settings")
     parser.add_argument("--json", action="store_true", help="print the table as JSON")
     args = parser.parse_args()
-    names = sorted(p.stem for p in HERE.glob("bench_*.py"))
+    names = sorted(p.stem for p in HERE.glob("bench_*.py")) + EXTRA
     if args.only:
         wanted = {f"bench_{n.strip().removeprefix('bench_')}" for n in args.only.split(",")}
+        wanted |= {n.strip() for n in args.only.split(",")}  # rss_startup, soak
         names = [n for n in names if n in wanted]
     table: list[tuple[str, str, Row]] = []
     for name in names:
