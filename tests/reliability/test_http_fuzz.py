@@ -47,40 +47,6 @@ CYCLE_MS = "60000"  # a slow cycle: nothing but the fuzz changes the configurati
 MAX_REQUEST_LINE = 8190  # aiohttp answers a longer request line with a plain-text 400
 MAX_BODY = 1 << 20  # the server refuses longer bodies (413) and may close the connection
 CLOSED = -1  # status when the server closed the connection instead of answering
-SQLITE_MAX_INT = 2**63 - 1
-
-
-def _query_of(path_qs: str) -> dict[str, str]:
-    """The parameters as the server sees them (also for a query percent-encoded as a whole)."""
-    from chargebrain.api.request import parse_query
-
-    return parse_query(path_qs.partition("?")[2])
-
-
-def _known_transactions_overflow(path_qs: str) -> bool:
-    """get_transactions with from/to = 2**63 (e.g. `from=9223372036854775808`): request.py's
-    parse_int lets 2**63 through (`abs(n) > 2**63`) and users/transactions.py hands it to
-    SQLite, whose integers end at 2**63 - 1: OverflowError, HTTP 500.
-    Pinned by test_get_transactions_from_2_pow_63_is_refused (strict xfail)."""
-    from chargebrain.api.errors import ApiError
-    from chargebrain.api.request import parse_int
-
-    query = _query_of(path_qs)
-    if query.get("cmd") != "get_transactions":
-        return False
-    for name in ("from", "to"):
-        try:
-            if name in query and parse_int(query[name], name) > SQLITE_MAX_INT:
-                return True
-        except ApiError:
-            pass
-    return False
-
-
-# Bugs this fuzz found in code other engineers own, each pinned by a strict-xfail test below
-# and reported; a request matching one is still sent and checked for everything but its 500.
-# When a bug is fixed its xfail test passes, fails as strict, and its entry here goes.
-KNOWN_BUGS = [_known_transactions_overflow]
 
 # -- what the server is asked with ------------------------------------------------------------
 
@@ -318,11 +284,11 @@ def snapshot(api: Api) -> dict[str, Any]:
 
 
 def check_answer(status: int, ctype: str, data: bytes, what: str, target_len: int,
-                 body_len: int, known_bug: bool = False) -> None:
+                 body_len: int) -> None:
     if status == CLOSED:  # only for what HTTP itself refuses before a handler runs
         assert target_len > MAX_REQUEST_LINE or body_len > MAX_BODY, what
         return
-    assert status < 500 or (known_bug and status == 500), (what, status, data[:500])
+    assert status < 500, (what, status, data[:500])
     text = data.decode("utf-8", errors="replace")
     assert "Traceback" not in text and 'File "' not in text, (what, text[:500])
     if target_len > MAX_REQUEST_LINE:
@@ -365,24 +331,12 @@ def server(tmp_path_factory):
         assert proc.proc is not None and proc.proc.poll() is None, "server died"
     finally:
         proc.stop()
-    log = _without_known_bugs(proc.log_path.read_text(errors="replace"))
+    log = proc.log_path.read_text(errors="replace")
     # aiohttp logs malformed HTTP with its own traceback; none may pass through our code
     assert "internal error" not in log, log[-4000:]
     assert not re.search(r'File "[^"]*/chargebrain/', log), log[-4000:]
     with sqlite3.connect(proc.data_dir / DB_FILE) as db:
         assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
-
-
-def _without_known_bugs(log: str) -> str:
-    """The log without the entries (message and traceback) of KNOWN_BUGS."""
-    kept, skipping = [], False
-    for line in log.splitlines():
-        if line[:4].isdigit():  # a new log record starts with its date
-            match = re.search(r"internal error in (\S+)", line)
-            skipping = match is not None and any(bug(match.group(1)) for bug in KNOWN_BUGS)
-        if not skipping:
-            kept.append(line)
-    return "\n".join(kept)
 
 
 class Fuzzer:
@@ -396,11 +350,10 @@ class Fuzzer:
     def send(self, method: str, path_qs: str, body: bytes | None, auth: str | None) -> int:
         status, ctype, data = self.api.request(method, path_qs, body, auth)
         what = f"{method} {path_qs[:300]} body={body[:200] if body else body!r} auth={auth!r:.40}"
-        known_bug = any(bug(path_qs) for bug in KNOWN_BUGS)
-        check_answer(status, ctype, data, what, len(path_qs), len(body or b""), known_bug)
+        check_answer(status, ctype, data, what, len(path_qs), len(body or b""))
         self.statuses[status] = self.statuses.get(status, 0) + 1
         after = snapshot(self.api)
-        if 400 <= status < 500 or status == CLOSED or known_bug:
+        if 400 <= status < 500 or status == CLOSED:
             assert after == self.config, f"refused request changed the configuration: {what}"
         self.config = after
         status_info, _, info = self.api.request("GET", "/cnf?cmd=get_dev_info")
@@ -446,7 +399,7 @@ def test_every_command_survives_the_fixed_hostile_matrix(fuzzer, cmd):
 
 # -- random requests --------------------------------------------------------------------------
 
-@settings(max_examples=fuzz_examples(3000), deadline=None,
+@settings(max_examples=fuzz_examples(8000), deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow,
                                  HealthCheck.data_too_large])
 @given(data=st.data())
@@ -462,14 +415,13 @@ def test_random_requests_never_5xx_and_refusals_change_nothing(fuzzer, data):
     fuzzer.send(method, build_path(cmd, params, style), body, auth)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "bug in api/request.py parse_int (lets 2**63 through) + users/transactions.py (passes "
-    "it to SQLite): get_transactions&from=9223372036854775808 answers 500"))
 @pytest.mark.parametrize("name", ["from", "to"])
 def test_get_transactions_from_2_pow_63_is_refused(fuzzer, name):
-    path = f"/cnf?cmd=get_transactions&{name}=9223372036854775808"
-    assert KNOWN_BUGS[0](path)
-    status, _, data = fuzzer.api.request("GET", path)
+    """Found by this fuzz: 2**63 passed the integer check and overflowed SQLite (a 500)."""
+    fuzzer.send("GET", f"/cnf?cmd=get_transactions&{name}=9223372036854775808", None,
+                ADMIN_AUTH)
+    status, _, data = fuzzer.api.request("GET", f"/cnf?cmd=get_transactions&{name}=" +
+                                         str(2**63))
     assert status == 400, (status, data[:200])
 
 
