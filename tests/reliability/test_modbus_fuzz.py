@@ -242,7 +242,7 @@ junk = st.one_of(st.binary(min_size=1, max_size=600), frames,
                  st.lists(frames, min_size=2, max_size=5).map(b"".join))
 
 
-@settings(max_examples=fuzz_examples(150), deadline=None,
+@settings(max_examples=fuzz_examples(2000), deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(data=junk, offset=st.sampled_from(UNITS), close_first=st.booleans())
 def test_random_bytes_never_disturb_other_clients(server, data, offset, close_first):
