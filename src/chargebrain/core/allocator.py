@@ -145,12 +145,14 @@ def _node_rows(tree: Tree, surplus_mva: int | None) -> _Rows:
     rows = _Rows([], [], [], [], [], [], {}, None)
     for gid, node in tree.nodes.items():
         bounded = (
-            node.stale
+            node.own_meter_stale
             or max(node.limit_ma) < UNLIMITED_MA
             or max(node.evse_limit_ma) < UNLIMITED_MA
         )
         if not bounded:
-            continue  # an unlimited node never binds: skipping it keeps big sites fast
+            # An unlimited node never binds (even with a child's unknown load in it: there is
+            # nothing to protect here); skipping it also keeps big sites fast.
+            continue
         depth = len(tree.path(gid)) - 1
         for p in range(3):
             room = node.limit_ma[p] - node.non_evse_load_ma[p]

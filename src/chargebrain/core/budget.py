@@ -85,7 +85,8 @@ class NodeLoad:
     """The non-EVSE load below one node, and whether a stale meter's worst case is in it."""
 
     non_evse_ma: Phases
-    stale: bool
+    stale: bool  # a stale meter's worst case is part of it (here or below)
+    own_stale: bool = False  # a load meter of this node itself is stale
 
 
 def node_loads(
@@ -124,7 +125,7 @@ def node_loads(
     out: dict[int, NodeLoad] = {}
     for g in _children_first(children):
         if g in stale_here:
-            out[g] = NodeLoad(node_limit_ma.get(g, UNLIMITED), True)
+            out[g] = NodeLoad(node_limit_ma.get(g, UNLIMITED), True, True)
         elif g in grid:
             measured = sub(grid[g], evse_draw_below_ma.get(g, ZERO))
             out[g] = NodeLoad(add(measured, booked_below_ma.get(g, ZERO)), False)

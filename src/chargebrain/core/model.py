@@ -33,9 +33,10 @@ class GroupSpec(NamedTuple):
     (the site's `max_total_evse_current`). `non_evse_load_ma` is the load below the node that the
     allocator does not control (house load, a stale meter's fail-safe worst case, booked load of
     an EVSE in COM error or of a disabled EVSE…), already per building phase; it may be negative
-    where production below the node outweighs consumption. `stale` says a stale meter forced the
-    worst case here; `penalty_ma` is an active overdraft penalty already taken off `limit_ma`.
-    Both only shape the reason an EVSE is given.
+    where production below the node outweighs consumption. `stale` says a stale meter's worst
+    case is part of that load; `penalty_ma` is an active overdraft penalty already taken off
+    `limit_ma` (both only shape the reason an EVSE is given). `own_meter_stale` says a load meter
+    of this very node is stale: then every EVSE below it gets 0, even when the node has no limit.
     """
 
     group_id: int
@@ -46,6 +47,7 @@ class GroupSpec(NamedTuple):
     non_evse_load_ma: Phases = ZERO
     stale: bool = False
     penalty_ma: int = 0
+    own_meter_stale: bool = False  # a load meter of this node itself is stale: all below stop
 
 
 class EvseTimers(NamedTuple):

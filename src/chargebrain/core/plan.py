@@ -178,7 +178,7 @@ def _prepare(site: SiteInput, memory: PlanMemory, now_s: float) -> _Prepared:
     specs = tuple(
         GroupSpec(gid, tree.parent[gid], tree.nodes[gid].name, node_limit[gid],
                   evse_cap if gid == SITE_GROUP else UNLIMITED, loads[gid].non_evse_ma,
-                  loads[gid].stale, penalty if gid == SITE_GROUP else 0)
+                  loads[gid].stale, penalty if gid == SITE_GROUP else 0, loads[gid].own_stale)
         for gid in tree.nodes
     )
     ev_total = ZERO
