@@ -248,10 +248,6 @@ async def test_a_meter_that_stops_pushing_counts_as_the_worst_case(tmp_path):
 
 # -- a timeout as long as the period ----------------------------------------------------------
 
-@pytest.mark.xfail(strict=True, reason=(
-    "control/cycle.py waits for a dead wallbox twice per cycle (read timeout, then write "
-    "timeout) and, after an overrun, schedules the next cycle a whole period later: with "
-    "com_timeout_ms equal to the period (the defaults are 3000/3000) the period triples"))
 async def test_a_hung_wallbox_with_a_timeout_as_long_as_the_period_keeps_the_period(tmp_path):
     async with running_app(tmp_path / "site", modbus=False, cycle_ms=PERIOD_MS) as cb, \
             LoopWatch() as watch, FaultyProxy(free_port(), Mode.HANG) as proxy:

@@ -41,7 +41,6 @@ import asyncio
 import contextlib
 import inspect
 import logging
-import math
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
@@ -124,6 +123,9 @@ class _Written:
     at_s: float
 
 
+IO_BUDGET_SHARE = 0.4  # of the period, for the reads and again for the writes
+
+
 class ControlCycle:
     """The periodic control loop of one installation (see the module docstring)."""
 
@@ -134,6 +136,10 @@ class ControlCycle:
         self.registry = app.devices
         self.params = app.params
         self.period_s = max(MIN_PERIOD_MS, int(period_ms)) / 1000
+        # Reads and writes each get at most this long per cycle, whatever a device's own
+        # timeout says, so that a dead device cannot stretch the period (reads + writes +
+        # planning stay inside one period).
+        self._io_budget_s = IO_BUDGET_SHARE * self.period_s
         self._clock = clock
         self.hook: UsersHook = hook or _default_hook(app)
         self.before_cycle: list[BeforeCycle] = []  # e.g. the --demo simulation's step
@@ -215,10 +221,8 @@ class ControlCycle:
             if periodic:
                 next_at += self.period_s
                 now = loop.time()
-                if next_at <= now:  # overran: skip the missed slots, stay on the same grid
-                    next_at += math.ceil((now - next_at) / self.period_s) * self.period_s
-                    if next_at <= now:
-                        next_at += self.period_s
+                if next_at <= now:  # overran: start the next cycle at once, from a new grid
+                    next_at = now
 
     async def _sleep_until(self, loop: asyncio.AbstractEventLoop, when: float) -> None:
         """Sleep until `when` (loop time) or a `request()`, whichever comes first.
@@ -295,7 +299,7 @@ class ControlCycle:
                     self.stats.fast_cycles += 1
                 else:
                     await self._before(now)
-                    await self.registry.read_all(now)
+                    await self.registry.read_all(now, self._io_budget_s)
                 record = await self._plan_and_write(number, now, fast=fast)
             finally:
                 self.count = number
@@ -383,6 +387,12 @@ class ControlCycle:
             if device is None or not isinstance(device.driver, EvseDriver):
                 continue
             target = to_evse_setpoint(setpoint)
+            if device.status.com_err and device.status.reading_s != now:
+                # It did not answer this cycle's read: a write would only wait for its
+                # timeout too. Forget what it had, so it is rewritten once it answers.
+                self._written.pop(dev_id, None)
+                self.stats.failed += 1
+                continue
             if self._unchanged(device, target):
                 self.stats.skipped += 1
                 continue
@@ -391,7 +401,7 @@ class ControlCycle:
             await asyncio.gather(*jobs)
 
     async def _apply(self, device: Device, target: EvseSetpoint, now: float) -> bool:
-        ok = await self.registry.apply(device, target, now)
+        ok = await self.registry.apply(device, target, now, self._io_budget_s)
         if ok:
             self.stats.writes += 1
             self._written[device.dev_id] = _Written(device.driver, target,

@@ -456,15 +456,18 @@ class DeviceRegistry:
 
     # -- I/O for the control cycle ----------------------------------------------------------
 
-    async def read(self, device: Device, now_s: float) -> Reading | None:
+    async def read(self, device: Device, now_s: float, max_timeout_s: float | None = None
+                   ) -> Reading | None:
         """Read one device within its timeout; None (and a COM error) when that fails.
 
-        Devices without a driver (groups, virtual meters) and disabled devices are not read:
-        the answer is their last reading.
+        `max_timeout_s` caps the device's own `com_timeout_ms` (the cycle passes its time
+        budget, so a dead device cannot stretch the cycle period). Devices without a driver
+        (groups, virtual meters) and disabled devices are not read: the answer is their last
+        reading.
         """
         if device.driver is None or not device.enabled:
             return device.status.reading
-        timeout_s = device.config.com_timeout_ms / 1000
+        timeout_s = _timeout_s(device, max_timeout_s)
         try:
             reading = await asyncio.wait_for(device.driver.read(now_s), timeout_s)
         except TimeoutError:
@@ -493,18 +496,21 @@ class DeviceRegistry:
         device.status.record_reading(reading, now_s)
         return reading
 
-    async def read_all(self, now_s: float) -> dict[str, Reading | None]:
+    async def read_all(self, now_s: float, max_timeout_s: float | None = None
+                       ) -> dict[str, Reading | None]:
         """Read every device concurrently; dev_id → reading (None on failure)."""
         devices = self.all()
-        results = await asyncio.gather(*(self.read(d, now_s) for d in devices))
+        results = await asyncio.gather(*(self.read(d, now_s, max_timeout_s) for d in devices))
         return {d.dev_id: r for d, r in zip(devices, results, strict=True)}
 
-    async def apply(self, device: Device, setpoint: EvseSetpoint, now_s: float) -> bool:
-        """Write a setpoint within the device's timeout; False (and a COM error) on failure."""
+    async def apply(self, device: Device, setpoint: EvseSetpoint, now_s: float,
+                    max_timeout_s: float | None = None) -> bool:
+        """Write a setpoint within the device's timeout (capped by `max_timeout_s`); False
+        (and a COM error) on failure."""
         driver = device.driver
         if not isinstance(driver, EvseDriver):
             raise TypeError(f"{device.dev_id} takes no setpoints")
-        timeout_s = device.config.com_timeout_ms / 1000
+        timeout_s = _timeout_s(device, max_timeout_s)
         try:
             await asyncio.wait_for(driver.apply(setpoint), timeout_s)
         except TimeoutError:
@@ -626,3 +632,8 @@ def _json(value: Any) -> str:
 
 def _loads(text: str) -> Any:
     return json.loads(text)
+
+
+def _timeout_s(device: Device, max_timeout_s: float | None) -> float:
+    timeout_s = device.config.com_timeout_ms / 1000
+    return timeout_s if max_timeout_s is None else min(timeout_s, max_timeout_s)
