@@ -1,6 +1,6 @@
 """Run every benchmark in bench/ and print one summary table against the spec §11 targets.
 
-    .venv/bin/python bench/run_all.py [--only cycle,api] [--quick] [--json]
+    .venv/bin/python bench/run_all.py [--only cycle,api] [--quick] [--json] [--results FILE]
 
 Each `bench/bench_*.py`, then `bench/rss_startup.py` and a 2-minute `bench/soak.py`, is run as
 its own process with `--json` (every benchmark here prints
@@ -135,6 +135,9 @@ def _parse(stdout: str) -> Any:
     return None
 
 
+RAW: dict[str, Any] = {}  # every benchmark's own JSON result, for --results
+
+
 def run(name: str, quick: bool) -> tuple[list[Row], str]:
     args = [sys.executable, str(HERE / f"{name}.py"), "--json"]
     if quick:
@@ -145,6 +148,7 @@ def run(name: str, quick: bool) -> tuple[list[Row], str]:
     proc = subprocess.run(args, capture_output=True, text=True, cwd=HERE.parent)
     took = f"{time.monotonic() - started:.0f} s"
     result = _parse(proc.stdout)
+    RAW[name] = result
     if result is None:
         last = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or [""]
         return [("did not report", f"exit {proc.returncode}: {last[0][:60]}", "", False)], took
@@ -159,6 +163,8 @@ def main() -> int:
     parser.add_argument("--only", help="comma-separated names, e.g. cycle,api")
     parser.add_argument("--quick", action="store_true", help="short smoke settings")
     parser.add_argument("--json", action="store_true", help="print the table as JSON")
+    parser.add_argument("--results", type=Path,
+                        help="also write every benchmark's own JSON result to this file")
     args = parser.parse_args()
     names = sorted(p.stem for p in HERE.glob("bench_*.py")) + EXTRA
     if args.only:
@@ -171,6 +177,8 @@ def main() -> int:
         rows, took = run(name, args.quick)
         table.extend((name, took, row) for row in rows)
     ok = all(row[3] is not False for _, _, row in table)
+    if args.results is not None:
+        args.results.write_text(json.dumps(RAW, indent=1))
     if args.json:
         print(json.dumps([{"bench": n, "took": t, "what": r[0], "measured": r[1],
                            "target": r[2], "met": r[3]} for n, t, r in table], indent=2))
