@@ -22,6 +22,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import IntEnum
+from typing import NamedTuple
 
 from chargebrain.core.model import SITE_GROUP, EvseTimers, Setpoint
 from chargebrain.units import ZERO, Phases
@@ -170,8 +171,7 @@ class PlanMemory:
     overdraft_until_s: float | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class NodeDiagnostics:
+class NodeDiagnostics(NamedTuple):
     """Per-phase accounting of one node of the limit tree after planning."""
 
     group_id: int
