@@ -13,7 +13,7 @@ import random
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from chargebrain.core.budget import net_limit_ma
+from chargebrain.core.budget import gross_limit_ma, net_limit_ma
 from chargebrain.core.plan import plan
 from chargebrain.core.site import MeterInput, MeterRole, PlanResult, SiteInput
 from chargebrain.units import mask_to_phases, rotate_phases
@@ -52,7 +52,7 @@ def _site_budget(world: World) -> int:
         penalty = 0
     if 0 in world.grid_nodes:
         grid = next(m for m in world.site.meters if m.role == MeterRole.GRID and m.group_id == 0)
-        over = max(grid.currents_ma) - net_limit_ma(s)  # type: ignore[arg-type]
+        over = max(grid.currents_ma) - gross_limit_ma(s)  # type: ignore[arg-type]
         if over > 0:
             penalty = max(penalty, over)
     return net_limit_ma(s) - penalty

@@ -3,8 +3,9 @@
 Pure functions used by `core.plan`. Everything is per building phase (3-tuples, mA).
 
 * The site budget is `max_total_current × max_total_cur_prc % − reserve_current − penalty`.
-* An overdraft is a measured site load above `max_total_current × prc % − reserve_current`; its
-  size cuts the budget for `overdraft_hold_s` (5 min).
+* An overdraft is a measured site load above `max_total_current × prc %` — beyond the reserve,
+  which is there to absorb the fluctuations between two cycles; its size cuts the budget for
+  `overdraft_hold_s` (5 min).
 * The non-EVSE load of a node covers everything below it that the allocator does not control:
   - a node with a fresh grid meter: grid reading − the draw of every EVSE below + the booked
     load of the uncontrolled EVSEs below (their worst case replaces their measured draw);
@@ -28,11 +29,16 @@ LOAD_ROLES = (MeterRole.CONSUMPTION, MeterRole.GRID, MeterRole.STORAGE_HOME,
               MeterRole.STORAGE_ALL)
 
 
+def gross_limit_ma(settings: SiteSettings) -> int:
+    """The per-phase site limit the fuse sees: max total × share %."""
+    share = max(0, min(100, settings.max_total_cur_prc))
+    return settings.max_total_current_ma * share // 100
+
+
 def net_limit_ma(settings: SiteSettings) -> int:
     """The per-phase site limit before any penalty: max total × share % − reserve."""
-    share = max(0, min(100, settings.max_total_cur_prc))
     reserve = max(0, settings.reserve_current_ma)  # a negative reserve would add room
-    return settings.max_total_current_ma * share // 100 - reserve
+    return gross_limit_ma(settings) - reserve
 
 
 def site_budget_ma(settings: SiteSettings, penalty_ma: int) -> Phases:
@@ -42,10 +48,13 @@ def site_budget_ma(settings: SiteSettings, penalty_ma: int) -> Phases:
 
 
 def overdraft_ma(settings: SiteSettings, measured_ma: Phases | None) -> int:
-    """How far the measured site load exceeds the net limit on its worst phase (0 = none)."""
+    """How far the measured site load exceeds the gross limit on its worst phase (0 = none).
+
+    Load inside the reserve is not an overdraft: the allocator fills up to limit − reserve, so
+    measuring against that would turn every small rise of the house load into a 5-minute cut."""
     if measured_ma is None:
         return 0
-    return max(0, max(measured_ma) - net_limit_ma(settings))
+    return max(0, max(measured_ma) - gross_limit_ma(settings))
 
 
 def meter_currents_ma(meter: MeterInput, voltage_v: int) -> Phases:
