@@ -36,6 +36,7 @@ class EvseObservation:
     charging: bool
     energy_wh: float | None  # meter reading (own, attached or soft meter); None = unknown
     rfid: str  # last card/PIN the wallbox reports ("" = none)
+    rfid_seq: int | None  # the wallbox's card-reading counter, None = it has none
     fresh: bool  # False while the EVSE is in COM error (reading is the last good one)
 
 
@@ -94,7 +95,8 @@ class UsersLink:
             energy = None if obs.energy_wh is None else int(obs.energy_wh)
             gate = observe_evse(self.users, self.transactions, dev_id=obs.dev_id,
                                 config=config, plugged=obs.plugged, charging=obs.charging,
-                                energy_wh=energy, rfid=obs.rfid or None, now=now_s)
+                                energy_wh=energy, rfid=obs.rfid or None,
+                                rfid_seq=obs.rfid_seq, now=now_s)
             run = self.transactions.running(obs.dev_id)
             ta_en = int(run.energy_wh) if run is not None else 0
         else:

@@ -197,6 +197,7 @@ def observation(registry: DeviceRegistry, device: Device) -> EvseObservation:
         charging=bool(reading is not None and reading.charging),
         energy_wh=float(measured.energy_wh) if measured is not None else None,
         rfid=reading.rfid if reading is not None else "",
+        rfid_seq=reading.rfid_seq if reading is not None else None,
         fresh=reading is not None and not device.status.com_err,
     )
 

@@ -43,6 +43,7 @@ class EvseReading:
     offered_ma: int = 0  # what the pilot signals to the car now (0 = nothing)
     enabled: bool = True  # charging enabled at the EVSE right now
     rfid: str = ""  # last RFID/PIN seen at the wallbox, "" = none
+    rfid_seq: int | None = None  # counts card readings (Power Brain 8111); None = not reported
     cp_state: str = ""  # charge-pilot text for the local Power Brain ("Standby", …)
     pp_state: str = ""  # proximity-pilot text ("no cable", "16 A cable", …)
 

@@ -26,14 +26,15 @@ from chargebrain.users.transactions import TransactionLog
 def observe_evse(users: UserService, log: TransactionLog, *, dev_id: str,
                  config: Mapping[str, Any] | Any, plugged: bool, charging: bool,
                  energy_wh: int | None, rfid: str | None, now: float,
-                 status: Any = None) -> Gate:
+                 status: Any = None, rfid_seq: int | None = None) -> Gate:
     """Record one observation of EVSE `dev_id` and decide its gate for this cycle.
 
     `plugged`/`charging` come from the EVSE's state (B/C/D, C/D), `energy_wh` is its meter
     reading (attached meter or soft meter; None when unknown), `rfid` the card it reports
-    ("" / None: none), `now` unix seconds (`time.time()` clock: transactions store it).
+    ("" / None: none) and `rfid_seq` its card-reading counter if it has one (see
+    `UserService.track`), `now` unix seconds (`time.time()` clock: transactions store it).
     """
-    users.track(dev_id, plugged, now, rfid)
+    users.track(dev_id, plugged, now, rfid, rfid_seq)
     session = users.sessions.get(dev_id)
     run = log.observe(dev_id, plugged, charging, energy_wh,
                       session.rfid if session else None, session.user_id if session else None,

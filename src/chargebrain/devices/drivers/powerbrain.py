@@ -150,6 +150,7 @@ class PowerBrainEvse:
             offered_ma=current_da * 100,
             enabled=enable == 1,
             rfid=rfid,
+            rfid_seq=block[21],  # 8111 detected_rfids: the same card twice still counts
             cp_state=cp_text,
             pp_state=f"{cable_da // 10} A cable" if cable_da else "no cable",
         )
