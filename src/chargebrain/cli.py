@@ -10,6 +10,7 @@ import signal
 from pathlib import Path
 
 from chargebrain.app import ChargeBrain, Settings
+from chargebrain.logs import limit_client_errors
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -39,6 +40,7 @@ def main(argv: list[str] | None = None) -> int:
         build_parser().error("--modbus-port must be between 0 and 65533")
     logging.basicConfig(level=logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    limit_client_errors()
     settings = Settings(data_dir=args.data_dir, host=args.host, port=args.port,
                         modbus_port=args.modbus_port, admin_password=args.admin_password,
                         cycle_ms=args.cycle_ms, demo=args.demo)

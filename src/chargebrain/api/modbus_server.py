@@ -3,7 +3,8 @@
 EVSE on port N, S0 meter 1 on N+1, S0 meter 2 on N+2 (spec §2). Each port serves its unit and
 accepts any unit id (0–255): drivers disagree about which id to send on a per-unit port, and the
 port already says which unit is meant. Functions 3 and 4 (read), 6 and 16 (write), 23
-(read/write); others answer exception 1. An address outside the unit's table answers exception 2
+(read/write) reach the register model; other function codes get pymodbus's own answers (see
+docs/registers.md). An address outside the unit's table answers exception 2
 (also for a write to a read-only register), a value the table refuses exception 3, and nothing
 is written.
 

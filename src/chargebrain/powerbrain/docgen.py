@@ -69,9 +69,12 @@ Refusals, all HTTP 400 with a JSON string (text after a colon gives details):
 
 ## Modbus TCP
 
-Functions 3 and 4 (read), 6 and 16 (write), 23 (read/write). Exception 1 for other functions,
-2 for an address the unit does not have (any register of the request) and for a write to a
-read-only register, 3 for a value outside the range; a refused request writes nothing.
+Functions 3 and 4 (read), 6 and 16 (write), 23 (read/write) reach the registers. Other function
+codes are answered by pymodbus itself: the diagnostic ones it implements (7, 8, 11, 12, 17, 24,
+43) with its own answers, the rest with an exception whose function byte is 0x80 (pymodbus 3.16
+does not echo the unknown code). Exception 2 for an address the unit does not have (any
+register of the request) and for a write to a read-only register, 3 for a value outside the
+range; a refused request writes nothing.
 
 ## Behaviour behind the registers (simulated hardware)
 
