@@ -23,10 +23,8 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import platform
 import statistics
 import time
-from pathlib import Path
 
 from chargebrain.core.allocator import allocate
 from chargebrain.core.model import Reason, Setpoint, Snapshot
@@ -40,6 +38,7 @@ from chargebrain.core.site import (
     SiteInput,
     SiteSettings,
 )
+from common import machine
 
 NOW = 100_000.0
 
@@ -132,21 +131,6 @@ def p95(values: list[float]) -> float:
     return ordered[min(len(ordered) - 1, math.ceil(0.95 * len(ordered)) - 1)]
 
 
-def machine() -> str:
-    model = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    import os
-
-    return (f"{model}, {os.cpu_count()} cores, {platform.system()} {platform.release()}, "
-            f"Python {platform.python_version()}")
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--sizes", default="10,100,1000,10000")
@@ -173,9 +157,9 @@ def main() -> None:
             "runs": len(full),
         })
     if args.json:
-        print(json.dumps({"machine": machine(), "results": rows}, indent=2))
+        print(json.dumps({"machine": machine(os_release=True), "results": rows}, indent=2))
         return
-    print(f"machine: {machine()}")
+    print(f"machine: {machine(os_release=True)}")
     print("| EVSEs | groups | charging | plan median | plan p95 | allocate median | "
           "allocate p95 | baseline median | plan / baseline |")
     print("|---|---|---|---|---|---|---|---|---|")

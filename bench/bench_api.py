@@ -18,84 +18,35 @@ answer is checked (status 200, 50 devices).
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
-import os
-import platform
-import socket
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 from typing import Any
 
-import aiohttp
+from common import (
+    Server,
+    devices_check,
+    exit_on_sigterm,
+    get_dev_info_rounds,
+    machine,
+    serve_json,
+)
 
-ROOT = Path(__file__).resolve().parents[1]
 PASSWORD = "bench-admin-pw"
 DEVICES = 50
 
 
-def machine() -> str:
-    model = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{model}, {os.cpu_count()} cores, Python {platform.python_version()}"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def serve_bare(port: int, body_path: str) -> None:
-    """The baseline: one aiohttp handler answering a fixed object as JSON."""
-    from aiohttp import web
-
-    body = json.loads(Path(body_path).read_text())
-
-    async def handler(request: web.Request) -> web.Response:
-        return web.json_response(body)
-
-    app = web.Application()
-    app.router.add_route("*", "/cnf", handler)
-    web.run_app(app, host="127.0.0.1", port=port, print=None, access_log=None)
-
-
-def api(base_url: str, cmd: str, body: object | None = None, **query: object) -> Any:
+def api(server: Server, cmd: str, body: object | None = None, **query: object) -> Any:
     qs = "&".join([f"cmd={cmd}"] + [f"{k}={v}" for k, v in query.items()])
-    data = None if body is None else json.dumps(body).encode()
-    auth = aiohttp.encode_basic_auth("admin", PASSWORD)
-    request = urllib.request.Request(f"{base_url}/cnf?{qs}", data=data,
-                                     headers={"Authorization": auth})
-    with urllib.request.urlopen(request, timeout=10) as resp:
-        return json.loads(resp.read())
+    return server.call(qs, body, timeout_s=10)
 
 
-def wait_http(url: str, timeout_s: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(url, timeout=1):
-                return
-        except OSError:
-            time.sleep(0.05)
-    raise RuntimeError(f"{url} did not answer")
-
-
-def top_up(base_url: str) -> None:
+def top_up(server: Server) -> None:
     """Add devices to the demo site until there are 50."""
-    have = len(api(base_url, "get_dev_info")["devices"])
-    group = next(d["dev_id"] for d in api(base_url, "get_dev_info")["devices"]
+    have = len(api(server, "get_dev_info")["devices"])
+    group = next(d["dev_id"] for d in api(server, "get_dev_info")["devices"]
                  if d["dev_type"] == "evse_group")
     kinds = (["evse_sim"] * 17 + ["meter_sim"] * 12 + ["meter_ajax"] * 5
              + ["meter_virtual_surplus_avg", "meter_virtual_produced_power",
@@ -107,39 +58,10 @@ def top_up(base_url: str) -> None:
                 n % 3], prio=1 + n % 2)
         elif kind == "meter_sim":
             config.update(role=1 if n % 2 else 0, sim_power_w=100 * n)
-        api(base_url, "set_device", {"devices": [config]})
-    for d in api(base_url, "get_dev_info")["devices"]:
+        api(server, "set_device", {"devices": [config]})
+    for d in api(server, "get_dev_info")["devices"]:
         if d["dev_type"] == "meter_ajax" and d["name"].startswith("bench"):
-            api(base_url, "set_ajax_meter", {"current": [1000, 2000, 3000]}, dev_id=d["dev_id"])
-
-
-async def http_rate(url: str, seconds: float, clients: int) -> float:
-    count = 0
-    loop = asyncio.get_running_loop()
-
-    async def worker(session: aiohttp.ClientSession, deadline: float) -> None:
-        nonlocal count
-        while loop.time() < deadline:
-            async with session.get(url) as resp:
-                body = await resp.json()
-                if resp.status != 200 or len(body["devices"]) != DEVICES:
-                    raise RuntimeError(f"bad answer from {url}: {resp.status}")
-                count += 1
-
-    connector = aiohttp.TCPConnector(limit=clients)
-    async with aiohttp.ClientSession(connector=connector) as session:
-        started = loop.time()
-        await asyncio.gather(*(worker(session, started + seconds) for _ in range(clients)))
-        return count / (loop.time() - started)
-
-
-def stop(proc: subprocess.Popen[bytes]) -> None:
-    proc.terminate()
-    try:
-        proc.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
+            api(server, "set_ajax_meter", {"current": [1000, 2000, 3000]}, dev_id=d["dev_id"])
 
 
 def main() -> int:
@@ -152,51 +74,31 @@ def main() -> int:
     parser.add_argument("--serve-bare", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve_bare:
-        serve_bare(int(args.serve_bare[0]), args.serve_bare[1])
+        serve_json(int(args.serve_bare[0]), args.serve_bare[1])
         return 0
 
-    env = {k: v for k, v in os.environ.items() if k != "CHARGEBRAIN_ADMIN_PASSWORD"}
-    rates: dict[str, list[float]] = {"bare": [], "chargebrain": []}
+    exit_on_sigterm()
     with tempfile.TemporaryDirectory() as tmp:
-        port, bare_port = free_port(), free_port()
-        cb = subprocess.Popen(
-            [sys.executable, "-m", "chargebrain", "serve", "--data-dir", f"{tmp}/data",
-             "--port", str(port), "--modbus-port", "0", "--demo",
-             "--cycle-ms", str(args.cycle_ms), "--admin-password", PASSWORD],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env, cwd=ROOT)
-        bare = None
+        cb = Server(Path(tmp) / "data", password=PASSWORD, cycle_ms=args.cycle_ms, demo=True,
+                    modbus_port=0, log=False)
         try:
-            cb_url = f"http://127.0.0.1:{port}"
-            wait_http(f"{cb_url}/cnf?cmd=get_dev_info")
-            top_up(cb_url)
+            cb.start()
+            top_up(cb)
             deadline = time.monotonic() + 60
             while True:  # until the demo's cars charge: live readings everywhere
-                body = api(cb_url, "get_dev_info")
+                body = api(cb, "get_dev_info")
                 demo = [d for d in body["devices"] if d["name"].startswith("Sim-Wallbox")]
                 if all(d["state"] == 3 for d in demo) or time.monotonic() > deadline:
                     break
                 time.sleep(0.2)
             assert len(body["devices"]) == DEVICES, len(body["devices"])
             charging = sum(1 for d in body["devices"] if d.get("state") == 3)
-            body_path = Path(tmp) / "body.json"
-            body_path.write_text(json.dumps(body))
-            bare = subprocess.Popen(
-                [sys.executable, __file__, "--serve-bare", str(bare_port), str(body_path)],
-                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
-            bare_url = f"http://127.0.0.1:{bare_port}/cnf?cmd=get_dev_info"
-            wait_http(bare_url)
-            asyncio.run(http_rate(bare_url, 0.5, args.clients))  # warm-up
-            asyncio.run(http_rate(f"{cb_url}/cnf?cmd=get_dev_info", 0.5, args.clients))
-            for _ in range(args.rounds):
-                rates["bare"].append(asyncio.run(http_rate(bare_url, args.seconds,
-                                                           args.clients)))
-                rates["chargebrain"].append(asyncio.run(http_rate(
-                    f"{cb_url}/cnf?cmd=get_dev_info", args.seconds, args.clients)))
-            cycle_time = api(cb_url, "get_params")["cycle_time"]
+            rates = get_dev_info_rounds(__file__, body, Path(tmp), cb.url, rounds=args.rounds,
+                                        seconds=args.seconds, clients=args.clients,
+                                        check=devices_check(DEVICES), warm_up_s=0.5)
+            cycle_time = api(cb, "get_params")["cycle_time"]
         finally:
-            stop(cb)
-            if bare is not None:
-                stop(bare)
+            cb.stop()
     bare_rate = statistics.median(rates["bare"])
     cb_rate = statistics.median(rates["chargebrain"])
     result = {"date": time.strftime("%Y-%m-%d"), "machine": machine(), "devices": DEVICES,

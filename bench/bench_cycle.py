@@ -30,8 +30,6 @@ import argparse
 import asyncio
 import itertools
 import json
-import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -47,43 +45,10 @@ from chargebrain.app import ChargeBrain, Settings
 from chargebrain.core.site import PlanMemory
 from chargebrain.sim.vehicle import VirtualCar
 from chargebrain.units import rotate_phases
+from common import exit_on_sigterm, free_port_block, machine
 
 PASSWORD = "bench-admin-pw"
 HEADERS = {"Authorization": aiohttp.encode_basic_auth("admin", PASSWORD)}
-
-
-def machine() -> str:
-    model = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{model}, {os.cpu_count()} cores, Python {platform.python_version()}"
-
-
-def free_port_block(count: int) -> int:
-    import socket
-
-    for _ in range(200):
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            base = int(s.getsockname()[1])
-        socks = []
-        try:
-            for offset in range(count):
-                sock = socket.socket()
-                socks.append(sock)
-                sock.bind(("127.0.0.1", base + offset))
-            return base
-        except OSError:
-            continue
-        finally:
-            for sock in socks:
-                sock.close()
-    raise RuntimeError("no free ports")
 
 
 def pct(values: list[float], q: float) -> float:
@@ -257,7 +222,12 @@ async def drift(cycle_ms: int, seconds: float, clients: int) -> dict[str, Any]:
             proc = await asyncio.create_subprocess_exec(
                 sys.executable, __file__, "--loadgen", base, "--clients", str(clients),
                 "--seconds", str(seconds), stdout=subprocess.PIPE)
-            out, _ = await proc.communicate()
+            try:
+                out, _ = await proc.communicate()
+            finally:
+                if proc.returncode is None:
+                    proc.kill()
+                    await proc.wait()
             loaded = periods_ms(list(starts)[loaded_from:])
             load = json.loads(out)
             duration_ms = app.cycle.stats.last_duration_ms
@@ -317,6 +287,7 @@ def main() -> int:
     if args.loadgen:
         print(json.dumps(asyncio.run(loadgen(args.loadgen, args.clients, args.seconds))))
         return 0
+    exit_on_sigterm()
     result = {"date": time.strftime("%Y-%m-%d"), "machine": machine(),
               "reaction": asyncio.run(reaction(args.pushes)),
               "drift": asyncio.run(drift(args.cycle_ms, args.seconds, args.clients))}

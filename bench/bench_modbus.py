@@ -23,8 +23,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
-import platform
 import socket
 import statistics
 import struct
@@ -32,35 +30,13 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from common import Server, exit_on_sigterm, free_port, http_rate, machine, stop
+
 READ_ADDRESS = 8090
 READ_COUNT = 24
 PASSWORD = "bench-admin-pw"
-
-
-def free_port_block(count: int) -> int:
-    for _ in range(200):
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            base = s.getsockname()[1]
-        if base + count > 65535:
-            continue
-        socks = []
-        try:
-            for offset in range(count):
-                sock = socket.socket()
-                socks.append(sock)
-                sock.bind(("127.0.0.1", base + offset))
-            return base
-        except OSError:
-            continue
-        finally:
-            for sock in socks:
-                sock.close()
-    raise RuntimeError("no free ports")
 
 
 # -- the bare baseline server (child process) --------------------------------------------------
@@ -108,28 +84,6 @@ async def modbus_rate(port: int, seconds: float, clients: int) -> float:
     return sum(counts) / (time.perf_counter() - start)
 
 
-async def http_rate(base_url: str, seconds: float, clients: int) -> float:
-    import aiohttp
-
-    url = f"{base_url}/cnf?cmd=modbus&device=evse&read=8093"
-    count = 0
-
-    async def worker(session: aiohttp.ClientSession, deadline: float) -> None:
-        nonlocal count
-        while time.perf_counter() < deadline:
-            async with session.get(url) as resp:
-                if resp.status != 200:
-                    raise RuntimeError(f"HTTP {resp.status}")
-                await resp.read()
-            count += 1
-
-    async with aiohttp.ClientSession() as session:
-        start = time.perf_counter()
-        deadline = start + seconds
-        await asyncio.gather(*(worker(session, deadline) for _ in range(clients)))
-        return count / (time.perf_counter() - start)
-
-
 # -- processes ----------------------------------------------------------------------------------
 
 def wait_port(port: int, timeout_s: float = 20.0) -> None:
@@ -140,42 +94,6 @@ def wait_port(port: int, timeout_s: float = 20.0) -> None:
                 return
         time.sleep(0.05)
     raise RuntimeError(f"port {port} did not open")
-
-
-def start_bare(port: int) -> subprocess.Popen[bytes]:
-    proc = subprocess.Popen([sys.executable, __file__, "--serve-bare", str(port)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    wait_port(port)
-    return proc
-
-
-def start_chargebrain(data_dir: Path, http_port: int, modbus_base: int
-                      ) -> subprocess.Popen[bytes]:
-    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
-    proc = subprocess.Popen([sys.executable, "-m", "chargebrain", "serve", "--data-dir",
-                             str(data_dir), "--port", str(http_port), "--modbus-port",
-                             str(modbus_base), "--admin-password", PASSWORD],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
-    wait_port(modbus_base)
-    deadline = time.monotonic() + 20
-    while True:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{http_port}/cnf?cmd=get_dev_info",
-                                        timeout=2):
-                return proc
-        except OSError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.05)
-
-
-def stop(proc: subprocess.Popen[bytes]) -> None:
-    proc.terminate()
-    try:
-        proc.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
 
 
 def main() -> int:
@@ -190,15 +108,20 @@ def main() -> int:
         serve_bare(args.serve_bare)
         return 0
 
-    bare_port = free_port_block(1)
-    http_port = free_port_block(1)
-    modbus_base = free_port_block(3)
+    exit_on_sigterm()
+    bare_port = free_port()
     bare_rates: list[float] = []
     cb_rates: list[float] = []
     with tempfile.TemporaryDirectory() as tmp:
-        bare = start_bare(bare_port)
-        cb = start_chargebrain(Path(tmp) / "data", http_port, modbus_base)
+        cb = Server(Path(tmp) / "data", password=PASSWORD, log=False)
+        modbus_base = cb.modbus_base
+        bare: subprocess.Popen[bytes] | None = None
         try:
+            bare = subprocess.Popen([sys.executable, __file__, "--serve-bare", str(bare_port)],
+                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            wait_port(bare_port)
+            cb.start(timeout_s=20)
+            wait_port(modbus_base)
             asyncio.run(modbus_rate(bare_port, 0.5, args.clients))  # warm-up
             asyncio.run(modbus_rate(modbus_base, 0.5, args.clients))
             for _ in range(args.rounds):
@@ -206,18 +129,18 @@ def main() -> int:
                                                           args.clients)))
                 cb_rates.append(asyncio.run(modbus_rate(modbus_base, args.seconds,
                                                         args.clients)))
-            http = asyncio.run(http_rate(f"http://127.0.0.1:{http_port}", args.seconds,
-                                         args.clients))
+            http = asyncio.run(http_rate(f"{cb.url}/cnf?cmd=modbus&device=evse&read=8093",
+                                         args.seconds, args.clients))
         finally:
-            stop(cb)
-            stop(bare)
+            cb.stop()
+            if bare is not None:
+                stop(bare)
 
     bare_med = statistics.median(bare_rates)
     cb_med = statistics.median(cb_rates)
     result = {
         "date": time.strftime("%Y-%m-%d"),
-        "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
-                   f"Python {platform.python_version()}",
+        "machine": machine(cpu_model=False),
         "clients": args.clients, "seconds": args.seconds, "rounds": args.rounds,
         "bare_reads_per_s": round(bare_med), "chargebrain_reads_per_s": round(cb_med),
         "ratio": round(cb_med / bare_med, 3),

@@ -24,17 +24,16 @@ import argparse
 import json
 import os
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import Server, exit_on_sigterm, free_port_block, machine, rss_bytes, stop, wait_http
 
-from soak import Server, free_port_block, machine, rss_bytes
-
+PASSWORD = "bench-admin-pw"
 RSS_TARGET_MB = 80.0
 STARTUP_TARGET_S = 2.0
 
@@ -63,19 +62,6 @@ asyncio.run(main(int(sys.argv[1]), int(sys.argv[2])))
 """
 
 
-def _wait_answer(url: str, proc: Any, timeout_s: float = 30.0) -> float:
-    began = time.perf_counter()
-    while time.perf_counter() - began < timeout_s:
-        if proc.poll() is not None:
-            raise RuntimeError("process exited before answering")
-        try:
-            with urllib.request.urlopen(url, timeout=2):
-                return time.perf_counter() - began
-        except OSError:
-            time.sleep(0.005)
-    raise RuntimeError("no answer in time")
-
-
 def _rss_median(pid: int, samples: int = 5) -> float:
     values = []
     for i in range(samples):
@@ -87,20 +73,17 @@ def _rss_median(pid: int, samples: int = 5) -> float:
 
 def bare_baseline(starts: int) -> dict[str, float]:
     """RSS and time to first answer of the bare aiohttp + pymodbus process."""
-    import subprocess
-
     times, rss = [], []
     for _ in range(starts):
         http_port, modbus_port = free_port_block(1), free_port_block(1)
         began = time.perf_counter()
         proc = subprocess.Popen([sys.executable, "-c", BARE, str(http_port), str(modbus_port)])
         try:
-            _wait_answer(f"http://127.0.0.1:{http_port}/cnf", proc)
+            wait_http(f"http://127.0.0.1:{http_port}/cnf", proc=proc, poll_s=0.005)
             times.append(time.perf_counter() - began)
             rss.append(_rss_median(proc.pid, 3))
         finally:
-            proc.terminate()
-            proc.wait()
+            stop(proc)
     return {"rss_mb": round(statistics.median(rss), 1),
             "startup_s": round(statistics.median(times), 3)}
 
@@ -137,23 +120,17 @@ def configure(server: Server, total: int) -> int:
 def measure(size: int, starts: int, settle_s: float, root: Path) -> dict[str, Any]:
     data_dir = root / f"n{size}" / "data"
     data_dir.mkdir(parents=True)
-    server = Server(data_dir, cycle_ms=3000, demo=False)
-    first_start_s = server.start()
-    try:
+    with Server(data_dir, password=PASSWORD, cycle_ms=3000) as server:
+        first_start_s = server.start()
         count = configure(server, size)
         time.sleep(settle_s)
         assert server.proc is not None
         rss_mb = _rss_median(server.proc.pid)
-    finally:
-        server.stop()
     times = []
     for _ in range(starts):
-        again = Server(data_dir, cycle_ms=3000, demo=False)
-        try:
+        with Server(data_dir, password=PASSWORD, cycle_ms=3000) as again:
             times.append(again.start())
             assert len(again.call("cmd=get_dev_info")["devices"]) == count
-        finally:
-            again.stop()
     return {"devices": count, "rss_mb": round(rss_mb, 1),
             "startup_s": round(statistics.median(times), 3),
             "first_start_s": round(first_start_s, 3)}
@@ -166,6 +143,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--settle-s", type=float, default=5.0)
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
+    exit_on_sigterm()
     sizes = [int(x) for x in args.sizes.split(",") if x.strip()]
     baseline = bare_baseline(args.starts)
     results = []

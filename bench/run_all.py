@@ -135,6 +135,23 @@ def _parse(stdout: str) -> Any:
     return None
 
 
+def _run(args: list[str]) -> subprocess.CompletedProcess[str]:
+    """Run one benchmark; if this is interrupted, SIGTERM it and give it time to stop its own
+    child servers (its `finally` blocks) before it is killed."""
+    with subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                          cwd=HERE.parent) as proc:
+        try:
+            out, err = proc.communicate()
+        except BaseException:
+            proc.terminate()
+            try:
+                proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+            raise
+    return subprocess.CompletedProcess(args, proc.returncode, out, err)
+
+
 RAW: dict[str, Any] = {}  # every benchmark's own JSON result, for --results
 
 
@@ -145,7 +162,7 @@ def run(name: str, quick: bool) -> tuple[list[Row], str]:
     else:
         args += FULL_ARGS.get(name, [])
     started = time.monotonic()
-    proc = subprocess.run(args, capture_output=True, text=True, cwd=HERE.parent)
+    proc = _run(args)
     took = f"{time.monotonic() - started:.0f} s"
     result = _parse(proc.stdout)
     RAW[name] = result

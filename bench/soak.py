@@ -29,133 +29,23 @@ import argparse
 import asyncio
 import json
 import os
-import platform
 import random
-import signal
-import socket
 import sqlite3
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
+
+from common import Server, exit_on_sigterm, machine, rss_bytes
 
 PASSWORD = "soak-admin-pw"
 DB_FILE = "chargebrain.sqlite3"
 GROUPS = 5
 MAX_GROWTH = 0.10
-
-
-def machine() -> str:
-    """CPU model and core count (lscpu's model name), Python version."""
-    model = platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{model}, {os.cpu_count()} cores, Python {platform.python_version()}"
-
-
-def free_port_block(count: int) -> int:
-    """A base port N with N … N+count-1 free right now."""
-    for _ in range(200):
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            base = int(s.getsockname()[1])
-        if base + count > 65535:
-            continue
-        socks = []
-        try:
-            for offset in range(count):
-                sock = socket.socket()
-                socks.append(sock)
-                sock.bind(("127.0.0.1", base + offset))
-            return base
-        except OSError:
-            continue
-        finally:
-            for sock in socks:
-                sock.close()
-    raise RuntimeError("no free block of ports")
-
-
-def rss_bytes(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) * 1024
-    raise RuntimeError("no VmRSS")
-
-
-# -- the server -------------------------------------------------------------------------------
-
-class Server:
-    """`chargebrain serve` as a child process."""
-
-    def __init__(self, data_dir: Path, *, cycle_ms: int, demo: bool = True) -> None:
-        self.data_dir = data_dir
-        self.port = free_port_block(1)
-        self.modbus_base = free_port_block(3)
-        self.args = [sys.executable, "-m", "chargebrain", "serve", "--data-dir", str(data_dir),
-                     "--port", str(self.port), "--modbus-port", str(self.modbus_base),
-                     "--cycle-ms", str(cycle_ms), "--admin-password", PASSWORD]
-        if demo:
-            self.args.append("--demo")
-        self.log_path = data_dir.parent / "server.log"
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def start(self, timeout_s: float = 30.0) -> float:
-        """Start and wait for the first get_dev_info answer; seconds that took."""
-        env = {k: v for k, v in os.environ.items() if k != "CHARGEBRAIN_ADMIN_PASSWORD"}
-        with open(self.log_path, "ab") as log:
-            began = time.perf_counter()
-            self.proc = subprocess.Popen(self.args, stdout=log, stderr=subprocess.STDOUT,
-                                         env=env)
-        deadline = began + timeout_s
-        while time.perf_counter() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError("server exited: " + self.log_path.read_text()[-2000:])
-            try:
-                with urllib.request.urlopen(self.url + "/cnf?cmd=get_dev_info", timeout=2):
-                    return time.perf_counter() - began
-            except OSError:
-                time.sleep(0.01)
-        raise RuntimeError("server did not answer in time")
-
-    def call(self, query: str, body: Any = None) -> Any:
-        """One admin request; the decoded JSON answer (raises on a non-2xx status)."""
-        import base64
-
-        data = None if body is None else json.dumps(body).encode()
-        auth = base64.b64encode(f"admin:{PASSWORD}".encode()).decode()
-        request = urllib.request.Request(f"{self.url}/cnf?{query}", data=data,
-                                         headers={"Authorization": f"Basic {auth}"})
-        with urllib.request.urlopen(request, timeout=30) as resp:
-            return json.loads(resp.read())
-
-    def stop(self, timeout_s: float = 30.0) -> int | None:
-        """SIGTERM; the exit status (None if it had to be killed)."""
-        if self.proc is None:
-            return None
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                return self.proc.wait(timeout=timeout_s)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-                return None
-        return self.proc.returncode
 
 
 def add_devices(server: Server, count: int) -> list[str]:
@@ -326,29 +216,34 @@ def verdict(samples: list[Sample], period_s: float, load: dict[str, Any], exit_s
 def soak(minutes: float, devices: int, cycle_ms: int, rps: float, clients: int,
          sample_s: float, data_root: Path) -> dict[str, Any]:
     data_dir = data_root / "data"
-    server = Server(data_dir, cycle_ms=cycle_ms)
-    startup_s = server.start()
-    try:
-        boxes = add_devices(server, devices)
-        devices_total = len(server.call("cmd=get_devices"))
-        seconds = minutes * 60
-        loadgen = start_loadgen(server, seconds, rps, clients, boxes)
-        samples: list[Sample] = []
-        began = time.monotonic()
-        assert server.proc is not None
-        while True:
-            now = time.monotonic() - began
-            if server.proc.poll() is not None:
-                raise RuntimeError("the server died: " + server.log_path.read_text()[-2000:])
-            samples.append(Sample(round(now, 2), rss_bytes(server.proc.pid) / 2**20,
-                                  cycle_number(server)))
-            if now >= seconds:
-                break
-            time.sleep(min(sample_s, max(0.0, seconds - now)))
-        out, _ = loadgen.communicate(timeout=120)
-        load = json.loads(out.strip().splitlines()[-1]) if out.strip() else {}
-    finally:
-        exit_status = server.stop()
+    loadgen: subprocess.Popen[str] | None = None
+    with Server(data_dir, password=PASSWORD, cycle_ms=cycle_ms, demo=True) as server:
+        startup_s = server.start()
+        try:
+            boxes = add_devices(server, devices)
+            devices_total = len(server.call("cmd=get_devices"))
+            seconds = minutes * 60
+            loadgen = start_loadgen(server, seconds, rps, clients, boxes)
+            samples: list[Sample] = []
+            began = time.monotonic()
+            assert server.proc is not None and server.log_path is not None
+            while True:
+                now = time.monotonic() - began
+                if server.proc.poll() is not None:
+                    raise RuntimeError("the server died: "
+                                       + server.log_path.read_text()[-2000:])
+                samples.append(Sample(round(now, 2), rss_bytes(server.proc.pid) / 2**20,
+                                      cycle_number(server)))
+                if now >= seconds:
+                    break
+                time.sleep(min(sample_s, max(0.0, seconds - now)))
+            out, _ = loadgen.communicate(timeout=120)
+            load = json.loads(out.strip().splitlines()[-1]) if out.strip() else {}
+        finally:
+            if loadgen is not None and loadgen.poll() is None:
+                loadgen.kill()
+                loadgen.wait()
+            exit_status = server.stop()
     with sqlite3.connect(data_dir / DB_FILE) as db:
         integrity = str(db.execute("PRAGMA integrity_check").fetchone()[0])
     result = verdict(samples, cycle_ms / 1000, load, exit_status, integrity)
@@ -375,6 +270,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, help=argparse.SUPPRESS)
     parser.add_argument("--boxes", default="", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    exit_on_sigterm()
     if args.loadgen:
         boxes = [b for b in args.boxes.split(",") if b]
         result = asyncio.run(_loadgen(args.url, args.seconds, args.rps, args.clients, boxes,
