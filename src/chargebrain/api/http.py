@@ -14,6 +14,7 @@ from aiohttp import web
 
 from chargebrain.api.commands import Access, Command, all_commands
 from chargebrain.api.errors import ApiError
+from chargebrain.api.handlers.users import WEB_ROUTES
 from chargebrain.api.request import ApiRequest, parse_query_pairs
 
 if TYPE_CHECKING:
@@ -89,12 +90,8 @@ def build_web_app(app: ChargeBrain) -> web.Application:
     web_app = web.Application(client_max_size=MAX_BODY_BYTES, middlewares=[_collapse_slashes])
     web_app[APP_KEY] = app
     web_app.router.add_route("*", "/cnf", dispatcher.handle)
-    from chargebrain.api.handlers.users import WEB_ROUTES  # /ui/en/sim.htm (admin only)
-
-    for path, page in WEB_ROUTES:
+    for path, page in WEB_ROUTES:  # /ui/en/sim.htm (admin only)
         web_app.router.add_get(path, page)
-    if hasattr(app, "web_ui"):
-        app.web_ui.add_routes(web_app)
     return web_app
 
 
