@@ -57,8 +57,8 @@ async def test_unchanged_setpoints_are_not_written_again(site):
     local = WriteCounter(site, "E1")
     cycle = site.app.cycle
     await cycle.run_once()
-    assert writes.calls == [EvseSetpoint(16000)]
-    assert local.calls == [EvseSetpoint(0, enabled=False)]
+    assert writes.calls == [EvseSetpoint(16000, one_phase=False)]
+    assert local.calls == [EvseSetpoint(0, enabled=False, one_phase=False)]
     for _ in range(4):
         site.clock.advance(3)
         await cycle.run_once()
@@ -68,7 +68,7 @@ async def test_unchanged_setpoints_are_not_written_again(site):
     await set_params(site, max_total_current=10000)  # a real change is written once
     await cycle.run_once()
     await cycle.run_once()
-    assert writes.calls[-1] == EvseSetpoint(10000) and writes.count == 2
+    assert writes.calls[-1] == EvseSetpoint(10000, one_phase=False) and writes.count == 2
 
 
 async def test_a_restarted_or_overwritten_device_gets_its_setpoint_again(site):
@@ -81,7 +81,7 @@ async def test_a_restarted_or_overwritten_device_gets_its_setpoint_again(site):
     assert status == 200
     site.clock.advance(3)
     await cycle.run_once()
-    assert local.calls == [EvseSetpoint(0, enabled=False)]
+    assert local.calls == [EvseSetpoint(0, enabled=False, one_phase=False)]
     assert site.app.powerbrain.bank("evse").get_int("charging_enable") == 0
 
     e2 = await add(site, dev_id="E2", dev_type="evse_sim")
@@ -92,7 +92,7 @@ async def test_a_restarted_or_overwritten_device_gets_its_setpoint_again(site):
     plug_sim(site, e2, phases=3, max_current_ma=16000)
     writes = WriteCounter(site, e2)
     await cycle.run_once()
-    assert writes.calls == [EvseSetpoint(16000)]
+    assert writes.calls == [EvseSetpoint(16000, one_phase=False)]
 
 
 async def test_observation_mode_reads_and_publishes_but_never_writes(site):

@@ -23,6 +23,8 @@ def _check_setpoint(where: str, dev_id: str, got: Any, want: Any) -> list[str]:
         "group": got.reason.group_id,
         "phase": got.reason.phase,
         "unlimited": got.unlimited,
+        "phases": got.phases_mask,
+        "one_phase": got.one_phase,
     }
     return [
         f"{where} {dev_id}.{key}: expected {value!r}, got {actual[key]!r} ({got.reason.text})"

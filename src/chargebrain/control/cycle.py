@@ -520,8 +520,8 @@ def _wake(waiter: asyncio.Future[None]) -> None:
 def to_evse_setpoint(setpoint: Setpoint) -> EvseSetpoint:
     """The driver-level setpoint of a plan setpoint (0 mA = charging disabled)."""
     if setpoint.current_ma <= 0:
-        return EvseSetpoint(0, enabled=False)
-    return EvseSetpoint(int(setpoint.current_ma), enabled=True)
+        return EvseSetpoint(0, enabled=False, one_phase=setpoint.one_phase)
+    return EvseSetpoint(int(setpoint.current_ma), enabled=True, one_phase=setpoint.one_phase)
 
 
 def policy_setpoint(device: Device, policy: int) -> EvseSetpoint:

@@ -132,6 +132,7 @@ def site_settings(params: Any, notes: list[str]) -> SiteSettings:
         fcfs=bool(params["fcfs"]),
         lb_enabled=bool(params["lb_enabled"]),
         disable_policy=int(params["disable_policy"]),
+        phase_switch_delay_s=float(params["phase_switch_delay"]),
     )
 
 
@@ -261,6 +262,7 @@ def evse_input(registry: DeviceRegistry, device: Device, gate: EvseGate,
         last_power_w=measurement.power_w if measurement is not None else 0,
         arrival_order=session.arrival if session is not None else 0,
         session_energy_wh=session_wh,
+        phase_switching=bool(reading is not None and fresh and reading.phase_switching),
     )
 
 

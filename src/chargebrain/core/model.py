@@ -56,6 +56,9 @@ class EvseTimers(NamedTuple):
     paused_since_s: float | None = None  # when the current pause began (None: not paused)
     running_since_s: float | None = None  # when the current run (≥ min current) began
     last_current_ma: int = 0  # the current offered in the last cycle (0 = none)
+    one_phase: bool = False  # a switchable EVSE runs on its L1 only (see core.plan)
+    three_phase_fits_since_s: float | None = None  # 1p: since when 3p (+ margin) fits
+    three_phase_car: bool = False  # the plugged car was seen as 3p (learned 1p = our switch)
 
 
 class Reason(NamedTuple):
@@ -126,7 +129,8 @@ class Setpoint(NamedTuple):
     `current_ma` is 0 (not charging) or between the EVSE's min and max; `phases_mask` is in the
     EVSE's own frame. `paused` means it wants to charge but may not now (shortage, rotation,
     imbalance, minimum pause) and `pause_reason` is then that cause's code. `unlimited` is set
-    only for a disabled EVSE under disable_policy −1 ("remove all limits").
+    only for a disabled EVSE under disable_policy −1 ("remove all limits"). `one_phase` is
+    set only for an EVSE that can switch phases now (`EvseInput.phase_switching`).
     """
 
     dev_id: str
@@ -136,6 +140,7 @@ class Setpoint(NamedTuple):
     reason: Reason
     pause_reason: str = ""
     unlimited: bool = False
+    one_phase: bool | None = None  # switchable EVSE: True 1p, False 3p; None = leave as is
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,7 +11,8 @@ The steps, in the order of spec §5:
    held for `com_error_grace_s`, its last reading booked; after that its last power is booked).
 4. Non-EVSE load per node from the meters (`core.budget.node_loads`), with every EVSE rotated
    into the building frame. An EVSE without fresh measurement draws what it was offered.
-5. Demand per controlled EVSE, then the allocator (`core.allocator.allocate`).
+5. Demand per controlled EVSE, then the allocator (`core.allocator.allocate`), with the
+   1p/3p decision for EVSEs that can switch phases (`_allocate_with_phases`).
 6. Diagnostics for the API; observation mode computes them but returns `write=False`.
 """
 
@@ -32,6 +33,7 @@ from chargebrain.core.model import (
     SITE_GROUP,
     UNLIMITED,
     UNLIMITED_MA,
+    Allocation,
     AllocParams,
     EvseDemand,
     EvseTimers,
@@ -89,7 +91,8 @@ def plan(site: SiteInput, memory: PlanMemory, now_s: float) -> PlanResult:
     p = _prepare(site, memory, now_s)
     controlled = [v for v in p.views if v.controlled]
     if s.lb_enabled:
-        alloc = allocate(p.snapshot)
+        alloc = _allocate_with_phases(p.snapshot, controlled, memory, now_s,
+                                      s.phase_switch_delay_s)
         setpoints = dict(alloc.setpoints)
         timers = dict(alloc.timers)
     else:
@@ -108,6 +111,98 @@ def plan(site: SiteInput, memory: PlanMemory, now_s: float) -> PlanResult:
     diagnostics = _diagnostics(site, p, setpoints, now_s)
     new_memory = PlanMemory(timers, p.penalty, p.until)
     return PlanResult(setpoints, new_memory, diagnostics, write=s.lb_enabled)
+
+
+PHASE_SWITCH_MARGIN_MA = 1000  # 3p must fit at min + this per phase before switching back
+
+
+def _allocate_with_phases(snap: Snapshot, controlled: list[_EvseView], memory: PlanMemory,
+                          now_s: float, delay_s: float) -> Allocation:
+    """Allocate, deciding 1p/3p for every controlled EVSE that can switch phases now.
+
+    A switchable EVSE runs on three phases unless its 3-phase minimum cannot be admitted but a
+    1-phase minimum (on the box's L1, rotated into the building frame) can: then it switches
+    to one phase at once. It goes back to three phases only after its 3-phase minimum plus
+    `PHASE_SWITCH_MARGIN_MA` per phase has fitted (a trial allocation admits it) continuously
+    for `delay_s`. Its mode and that timer live in its `EvseTimers`; unplugging resets to 3p.
+    """
+    switchable: dict[str, _EvseView] = {}
+    remembered_car: dict[str, bool] = {}
+    for v in controlled:
+        e = v.evse
+        if e.phase_switching and e.phase_rotation_deg in _ROTATIONS:
+            t = memory.evses.get(e.dev_id)
+            # A car we put on one phase shows only L1 in its learned phases: still a 3p car.
+            remembered = t is not None and t.three_phase_car and e.connected
+            if (e.phases_mask & 0b111).bit_count() > 1 or remembered:
+                switchable[e.dev_id] = v
+                remembered_car[e.dev_id] = remembered
+    if not switchable:
+        return allocate(snap)
+    one: dict[str, bool] = {}
+    fits: dict[str, float | None] = {}
+    for dev_id, v in switchable.items():
+        t = memory.evses.get(dev_id)
+        keep = t is not None and t.one_phase and v.evse.connected
+        one[dev_id] = keep
+        fits[dev_id] = t.three_phase_fits_since_s if keep and t is not None else None
+    start = dict(one)
+
+    def run(modes: dict[str, bool], margin: frozenset[str] = frozenset()) -> Allocation:
+        demands = []
+        for d in snap.evses:
+            v = switchable.get(d.dev_id)
+            if v is not None:
+                rot = _ROTATIONS[v.evse.phase_rotation_deg]
+                car = 0b001 if modes[d.dev_id] else v.evse.phases_mask & 0b111
+                if car == 0b001 and not modes[d.dev_id]:
+                    car = 0b111  # remembered 3p car (see above)
+                d = d._replace(phases_mask=_ROTATED[rot][car], evse_phases_mask=car)
+            if d.dev_id in margin:
+                low = d.min_ma + PHASE_SWITCH_MARGIN_MA
+                d = d._replace(min_ma=low, max_ma=max(d.max_ma, low))
+            demands.append(d)
+        return allocate(Snapshot(snap.now_s, snap.groups, tuple(demands), snap.params,
+                                 snap.timers))
+
+    alloc = run(one)
+    # Down at once: a 3p EVSE whose minimum is not admitted tries one phase.
+    down = [k for k in switchable if not one[k] and alloc.setpoints[k].paused
+            and alloc.setpoints[k].pause_reason != "min_pause"]
+    if down:
+        trial = run({**one, **dict.fromkeys(down, True)})
+        for k in down:
+            if trial.setpoints[k].current_ma > 0:
+                one[k], fits[k] = True, None
+    # Up after the delay: a 1p EVSE whose 3p minimum (+ margin) fits in a trial.
+    up_candidates = [k for k in switchable if one[k] and start[k]]
+    if up_candidates:
+        trial = run({**one, **dict.fromkeys(up_candidates, False)}, frozenset(up_candidates))
+        for k in up_candidates:
+            if trial.setpoints[k].current_ma > 0:
+                since = fits[k]
+                fits[k] = since = now_s if since is None or since > now_s else since
+                if now_s - since >= delay_s:
+                    one[k], fits[k] = False, None
+            else:
+                fits[k] = None
+    if one != start or down:
+        alloc = run(one)
+    setpoints, timers = dict(alloc.setpoints), dict(alloc.timers)
+    for k in switchable:
+        sp = setpoints[k]
+        if one[k]:
+            since = fits[k]
+            why = ("three phases fit, back in "
+                   f"{max(0.0, delay_s - (now_s - since)):.0f} s" if since is not None
+                   else "its three-phase minimum does not fit")
+            sp = sp._replace(reason=sp.reason._replace(
+                text=f"{sp.reason.text} [one_phase: {why}]"))
+        setpoints[k] = sp._replace(one_phase=one[k])
+        timers[k] = timers[k]._replace(one_phase=one[k], three_phase_fits_since_s=fits[k],
+                                       three_phase_car=switchable[k].evse.connected
+                                       and (one[k] or remembered_car[k]))
+    return Allocation(setpoints, timers)
 
 
 def snapshot(site: SiteInput, memory: PlanMemory, now_s: float) -> Snapshot:
@@ -350,6 +445,9 @@ def _diagnostics(site: SiteInput, p: _Prepared, setpoints: dict[str, Setpoint],
             if acc is None:
                 acc = per_group[v.group_id] = [0, 0, 0]
             mask = v.mask
+            sp = setpoints[v.evse.dev_id]
+            if sp.one_phase is not None:  # the planner chose the phases of a switchable box
+                mask = _ROTATED[_ROTATIONS[v.evse.phase_rotation_deg]][sp.phases_mask & 0b111]
             if mask & 1:
                 acc[0] += cur
             if mask & 2:

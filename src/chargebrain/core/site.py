@@ -66,6 +66,7 @@ class SiteSettings:
     disable_policy: int = DisablePolicy.MIN_CURRENT
     overdraft_hold_s: float = 300.0  # how long an overdraft cuts the budget
     com_error_grace_s: float = 180.0  # after this, a silent EVSE's last power is booked as load
+    phase_switch_delay_s: float = 300.0  # 3p must fit this long before a 1p EVSE goes back
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,6 +119,8 @@ class EvseInput:
     overrides, budgets); `allowed=False` with `not_allowed_reason` blocks charging (rule says 0,
     budget used up, override "charging disabled"). `com_error_since_s` is when the EVSE stopped
     answering (None = it answers); `last_power_w` is its last known charging power.
+    `phase_switching` says the box can switch the car to its L1 alone now; `phases_mask` is
+    then the car's 3-phase mask and the planner decides the phases (core.plan).
     """
 
     dev_id: str
@@ -140,6 +143,7 @@ class EvseInput:
     last_power_w: int = 0
     arrival_order: int = 0
     session_energy_wh: int = 0
+    phase_switching: bool = False  # the wallbox can switch between 1 and 3 phases now
 
 
 @dataclass(frozen=True, slots=True)

@@ -46,6 +46,7 @@ class EvseReading:
     rfid_seq: int | None = None  # counts card readings (Power Brain 8111); None = not reported
     cp_state: str = ""  # charge-pilot text for the local Power Brain ("Standby", …)
     pp_state: str = ""  # proximity-pilot text ("no cable", "16 A cable", …)
+    phase_switching: bool = False  # the box can switch 1p/3p now (EvseSetpoint.one_phase)
 
     @property
     def plugged(self) -> bool:
@@ -90,6 +91,7 @@ class EvseSetpoint:
 
     current_ma: int
     enabled: bool = True
+    one_phase: bool | None = None  # True: car on the box's L1 only; False: 3p; None: as is
 
     @property
     def charging_allowed(self) -> bool:

@@ -231,7 +231,12 @@ class DemoSite:
             demo_boxes.add(device.dev_id)
             self._plug(box, device.driver, hour)
             driver = device.driver
-            own = driver.car.draw_ma(driver.offered_ma, driver.enabled)
+            # The demo's boxes are fixed installations without 1p/3p switching: its dinner
+            # peak is meant to show pauses and rotation.
+            driver.phase_switching = False
+            # the box's contactor may feed the car on its L1 alone (automatic phase switching)
+            own = driver.car.draw_ma(driver.offered_ma, driver.enabled,
+                                     1 if driver.one_phase else 3)
             draw = add(draw, rotate_phases(own, getattr(device.config, "phase_rotation", 0)))
         for device in self.app.devices.evses():  # other wallboxes as last measured
             if device.dev_id in demo_boxes or device.status.evse_reading is None:

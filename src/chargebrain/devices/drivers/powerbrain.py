@@ -36,6 +36,7 @@ from chargebrain.units import ALL_PHASES_MASK, Phases
 # register addresses
 REG_IDENTITY = 8000  # 8000..8031: vendor, product, version, serial (8008), name (8016)
 IDENTITY_COUNT = 32
+REG_RELAY_SELECT = 8087  # 0 = three phases, 1 = one phase
 REG_EVSE_BLOCK = 8090  # 8090..8113
 EVSE_BLOCK_COUNT = 24
 REG_METER_BLOCK = 8057  # 8057..8069: flags, energy (q), power (d), currents L1..L3 (d)
@@ -116,6 +117,7 @@ class PowerBrainEvse:
         self.voltage_v = voltage_v
         self.used_phases = used_phases & ALL_PHASES_MASK or ALL_PHASES_MASK
         self._model: str | None = None
+        self._one_phase: bool | None = None  # what we last wrote to 8087 (None: not yet)
 
     async def read(self, now_s: float) -> EvseReading:
         if self._model is None:
@@ -153,9 +155,15 @@ class PowerBrainEvse:
             rfid_seq=block[21],  # 8111 detected_rfids: the same card twice still counts
             cp_state=cp_text,
             pp_state=f"{cable_da // 10} A cable" if cable_da else "no cable",
+            # 8113 bit 8: the box may switch phases while a car is plugged in
+            phase_switching=bool(block[23] & 0x100) or state == STATE_STANDBY,
         )
 
     async def apply(self, setpoint: EvseSetpoint) -> None:
+        if setpoint.one_phase is not None and setpoint.one_phase != self._one_phase:
+            self._one_phase = None  # unknown until the write is confirmed
+            await self.regs.write(REG_RELAY_SELECT, [int(setpoint.one_phase)])
+            self._one_phase = setpoint.one_phase
         if setpoint.charging_allowed:
             limit = min(LIMIT_MAX_DA, max(LIMIT_MIN_DA, setpoint.current_ma // 100))
             # 8093 and 8094 are adjacent: one request sets limit and enable together

@@ -34,6 +34,8 @@ class SimEvse:
         self.car = VirtualCar()
         self.offered_ma = 0
         self.enabled = False
+        self.one_phase = False  # the contactor feeds the car on L1 only
+        self.phase_switching = True  # may switch 1p/3p (the demo site turns it off)
         self._last_s: float | None = None
         self._currents: Phases = (0, 0, 0)
         self._power_w = 0
@@ -42,9 +44,11 @@ class SimEvse:
         dt = 0.0 if self._last_s is None else now_s - self._last_s
         self._last_s = now_s
         offered = self.offered_ma
-        self.car, _ = self.car.charge(offered, self.enabled, dt, voltage_v=self.voltage_v)
+        supply = 1 if self.one_phase else 3
+        self.car, _ = self.car.charge(offered, self.enabled, dt, supply_phases=supply,
+                                      voltage_v=self.voltage_v)
         # what the car draws from now on (the step above covers the time already passed)
-        self._currents = self.car.draw_ma(offered, self.enabled)
+        self._currents = self.car.draw_ma(offered, self.enabled, supply)
         self._power_w = round(sum(self._currents) * self.voltage_v / 1000)
         if not self.car.plugged:
             state = STATE_STANDBY
@@ -63,11 +67,14 @@ class SimEvse:
             offered_ma=self.offered_ma if self.enabled else 0,
             enabled=self.enabled,
             rfid=self.car.rfid if self.car.plugged else "",
+            phase_switching=self.phase_switching,
         )
 
     async def apply(self, setpoint: EvseSetpoint) -> None:
         self.offered_ma = setpoint.current_ma if setpoint.enabled else 0
         self.enabled = setpoint.charging_allowed
+        if setpoint.one_phase is not None:
+            self.one_phase = setpoint.one_phase
 
     async def close(self) -> None:
         """Nothing to release."""
