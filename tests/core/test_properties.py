@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from chargebrain.core.budget import gross_limit_ma, net_limit_ma
 from chargebrain.core.plan import plan
 from chargebrain.core.site import MeterInput, MeterRole, PlanResult, SiteInput
-from chargebrain.units import mask_to_phases, rotate_phases
+from chargebrain.units import mask_to_phases, rotate_mask, rotate_phases
 from tests.core.world import NOW, UNLIMITED_LOAD, VOLT, World, worlds
 
 _SCALE = int(os.environ.get("CHARGEBRAIN_HYPOTHESIS_EXAMPLES", "0"))
@@ -58,6 +58,14 @@ def _site_budget(world: World) -> int:
     return net_limit_ma(s) - penalty
 
 
+def _mask(world: World, result: PlanResult, e) -> int:  # type: ignore[no-untyped-def]
+    """The building phases an EVSE's setpoint loads: one phase (its L1, rotated) when the
+    planner switched it to one phase, else the phases its car draws on."""
+    if result.setpoints[e.dev_id].one_phase:
+        return rotate_mask(result.setpoints[e.dev_id].phases_mask & 0b111, e.phase_rotation_deg)
+    return world.evse_mask[e.dev_id]
+
+
 def _allocated(world: World, result: PlanResult, node: int, filt=None) -> list[int]:  # type: ignore[no-untyped-def]
     """Sum of the controlled setpoints below `node` per building phase."""
     below = set(world.subtree(node))
@@ -65,7 +73,7 @@ def _allocated(world: World, result: PlanResult, node: int, filt=None) -> list[i
     for e in _controlled(world):
         if world.evse_group[e.dev_id] not in below or (filt is not None and not filt(e)):
             continue
-        vec = mask_to_phases(world.evse_mask[e.dev_id], result.setpoints[e.dev_id].current_ma)
+        vec = mask_to_phases(_mask(world, result, e), result.setpoints[e.dev_id].current_ma)
         total = [a + b for a, b in zip(total, vec, strict=True)]
     return total
 
@@ -120,7 +128,7 @@ def check_invariants(world: World, result: PlanResult) -> None:
     # 3. surplus EVSEs together stay within the surplus
     surplus_w = max(0, world.site.surplus_w if world.site.surplus_w is not None
                     else result.diagnostics.surplus_w)
-    used = sum(sp[e.dev_id].current_ma * world.evse_mask[e.dev_id].bit_count() * VOLT
+    used = sum(sp[e.dev_id].current_ma * _mask(world, result, e).bit_count() * VOLT
                for e in _controlled(world) if e.surplus)
     assert used <= surplus_w * 1000
 
@@ -146,7 +154,7 @@ def check_invariants(world: World, result: PlanResult) -> None:
         if loads[hi] - loads[lo] > s.max_imbalance_ma:
             assert s.imbalance_add
             for e in _controlled(world):
-                mask = world.evse_mask[e.dev_id]
+                mask = _mask(world, result, e)
                 if sp[e.dev_id].current_ma > 0:
                     assert not (mask >> hi & 1 and not mask >> lo & 1), e.dev_id
 
@@ -183,7 +191,7 @@ def _would_fit(world: World, result: PlanResult, h, rows, surplus_w: int) -> boo
             if mask >> p & 1 and got[p] + need > s.max_total_evse_current_ma - booked[p]:
                 return False
     if h.surplus:
-        used = sum(result.setpoints[e.dev_id].current_ma * world.evse_mask[e.dev_id].bit_count()
+        used = sum(result.setpoints[e.dev_id].current_ma * _mask(world, result, e).bit_count()
                    * VOLT for e in _controlled(world) if e.surplus and peers(e))
         if used + need * mask.bit_count() * VOLT > surplus_w * 1000:
             return False

@@ -163,6 +163,8 @@ def worlds(draw: st.DrawFn, max_evses: int = 30, max_groups: int = 8) -> World:
         else:
             drawn = ZERO
         last_power_w = draw(st.integers(0, 22_000))
+        # some three-phase boxes can switch to one phase (the planner decides)
+        switchable = emask == 7 and draw(st.integers(0, 3)) == 0
         evse = EvseInput(
             dev_id=dev, group_id=group, enabled=enabled, connected=connected, charging=charging,
             authorised=draw(st.integers(0, 19)) > 0, allowed=draw(st.integers(0, 19)) > 0,
@@ -171,7 +173,7 @@ def worlds(draw: st.DrawFn, max_evses: int = 30, max_groups: int = 8) -> World:
             surplus=draw(st.integers(0, 5)) == 0,
             com_error_since_s=None if silent_s is None else NOW - silent_s,
             last_power_w=last_power_w, arrival_order=draw(st.integers(0, 50)),
-            session_energy_wh=draw(st.integers(0, 5000)),
+            session_energy_wh=draw(st.integers(0, 5000)), phase_switching=switchable,
         )
         evses.append(evse)
         now_draw[dev] = (group, drawn)
