@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from chargebrain.store.db import Store
+from chargebrain.values import to_bool
 
 NS = "params"
 
@@ -70,13 +71,10 @@ def validate_value(spec: ParamSpec, value: Any) -> Any:
     """Return `value` converted to the parameter's type, or raise ParamError."""
     name = spec.name
     if spec.kind is bool:
-        if isinstance(value, bool):
-            return value
-        if isinstance(value, (int, float)) and value in (0, 1):
-            return bool(value)
-        if isinstance(value, str) and value.lower() in ("0", "1", "true", "false"):
-            return value.lower() in ("1", "true")
-        raise ParamError(f"{name} must be true or false")
+        flag = to_bool(value)
+        if flag is None:
+            raise ParamError(f"{name} must be true or false")
+        return flag
     if spec.kind is str:
         if not isinstance(value, str):
             raise ParamError(f"{name} must be a string")

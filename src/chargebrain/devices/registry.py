@@ -38,7 +38,7 @@ import logging
 import secrets
 import sqlite3
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -467,20 +467,9 @@ class DeviceRegistry:
         """
         if device.driver is None or not device.enabled:
             return device.status.reading
-        timeout_s = _timeout_s(device, max_timeout_s)
-        try:
-            reading = await asyncio.wait_for(device.driver.read(now_s), timeout_s)
-        except TimeoutError:
-            device.status.record_error(f"no answer within {timeout_s:g} s", now_s)
-            return None
-        except (DeviceError, OSError, ValueError) as err:
-            device.status.record_error(str(err) or type(err).__name__, now_s)
-            return None
-        except Exception as err:  # a driver bug must not stop the cycle
-            log.exception("device %s: read failed", device.dev_id)
-            device.status.record_error(f"driver error: {type(err).__name__}", now_s)
-            return None
-        return self._accept(device, reading, now_s)
+        ok, reading = await _guarded(device, device.driver.read(now_s), "read",
+                                     _timeout_s(device, max_timeout_s), now_s)
+        return self._accept(device, reading, now_s) if ok else None
 
     def _accept(self, device: Device, reading: Reading, now_s: float) -> Reading:
         config = device.config
@@ -510,17 +499,11 @@ class DeviceRegistry:
         driver = device.driver
         if not isinstance(driver, EvseDriver):
             raise TypeError(f"{device.dev_id} takes no setpoints")
-        timeout_s = _timeout_s(device, max_timeout_s)
-        try:
-            await asyncio.wait_for(driver.apply(setpoint), timeout_s)
-        except TimeoutError:
-            device.status.record_error(f"no answer within {timeout_s:g} s", now_s)
-            return False
-        except (DeviceError, OSError, ValueError) as err:
-            device.status.record_error(str(err) or type(err).__name__, now_s)
-            return False
-        device.status.record_setpoint(setpoint)
-        return True
+        ok, _ = await _guarded(device, driver.apply(setpoint), "write",
+                               _timeout_s(device, max_timeout_s), now_s)
+        if ok:
+            device.status.record_setpoint(setpoint)
+        return ok
 
     def publish(self, device: Device, reading: Reading, now_s: float) -> None:
         """Store a reading computed elsewhere (virtual meters)."""
@@ -632,6 +615,23 @@ def _json(value: Any) -> str:
 
 def _loads(text: str) -> Any:
     return json.loads(text)
+
+
+async def _guarded(device: Device, call: Awaitable[Any], what: str, timeout_s: float,
+                   now_s: float) -> tuple[bool, Any]:
+    """Await one driver call within `timeout_s`: (True, result), or (False, None) with the
+    failure recorded as a COM error. A driver bug is logged and counts as a COM error too, so
+    it can never stop the cycle."""
+    try:
+        return True, await asyncio.wait_for(call, timeout_s)
+    except TimeoutError:
+        device.status.record_error(f"no answer within {timeout_s:g} s", now_s)
+    except (DeviceError, OSError, ValueError) as err:
+        device.status.record_error(str(err) or type(err).__name__, now_s)
+    except Exception as err:
+        log.exception("device %s: %s failed", device.dev_id, what)
+        device.status.record_error(f"driver error: {type(err).__name__}", now_s)
+    return False, None
 
 
 def _timeout_s(device: Device, max_timeout_s: float | None) -> float:

@@ -56,31 +56,30 @@ def _pushed_data(req: ApiRequest) -> dict[str, Any]:
     return {k: v for k, v in req.query.items() if k not in QUERY_ONLY}
 
 
-async def set_ajax_meter(app: ChargeBrain, req: ApiRequest) -> str:
-    """Store the values an HTTP-input meter pushes."""
-    device = _push_device(app, req, AjaxMeter, "meter")
-    driver = device.driver
-    assert isinstance(driver, AjaxMeter)
+def _accept_push(app: ChargeBrain, req: ApiRequest, driver_type: type, what: str,
+                 parse: Any) -> Device:
+    """Parse the pushed data against the device's last reading and hand it to the registry."""
+    device = _push_device(app, req, driver_type, what)
+    driver: Any = device.driver
     try:
-        reading = parse_meter_push(_pushed_data(req), int(app.params["system_voltage"]),
-                                   driver.reading)
+        reading = parse(_pushed_data(req), int(app.params["system_voltage"]), driver.reading)
     except PushError as err:
         raise bad_request(str(err)) from None
     app.devices.push(device, reading, app.devices.clock())
+    return device
+
+
+async def set_ajax_meter(app: ChargeBrain, req: ApiRequest) -> str:
+    """Store the values an HTTP-input meter pushes."""
+    _accept_push(app, req, AjaxMeter, "meter", parse_meter_push)
     return "ok"
 
 
 async def set_ajax_evse(app: ChargeBrain, req: ApiRequest) -> dict[str, Any]:
     """Store what an HTTP-input wallbox pushes; answer what it must do now."""
-    device = _push_device(app, req, AjaxEvse, "wallbox")
+    device = _accept_push(app, req, AjaxEvse, "wallbox", parse_evse_push)
     driver = device.driver
     assert isinstance(driver, AjaxEvse)
-    try:
-        reading = parse_evse_push(_pushed_data(req), int(app.params["system_voltage"]),
-                                  driver.reading)
-    except PushError as err:
-        raise bad_request(str(err)) from None
-    app.devices.push(device, reading, app.devices.clock())
     # In observation mode nothing is controlled, so an old setpoint must not be handed out.
     setpoint = driver.setpoint if app.params["lb_enabled"] else None
     return control_answer(device, setpoint, int(app.params["disable_policy"]))

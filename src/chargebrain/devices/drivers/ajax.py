@@ -25,6 +25,7 @@ from chargebrain.devices.base import (
     MeterReading,
 )
 from chargebrain.units import Phases
+from chargebrain.values import to_bool
 
 MAX_ABS_CURRENT_MA = 10_000_000
 MAX_ABS_POWER_W = 1_000_000_000
@@ -233,11 +234,7 @@ def _text(data: Mapping[str, Any], name: str, max_len: int = 128) -> str:
 def _flag(data: Mapping[str, Any], name: str) -> bool | None:
     if name not in data or data[name] is None:
         return None
-    value = data[name]
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, (int, float)) and value in (0, 1):
-        return bool(value)
-    if isinstance(value, str) and value.lower() in ("0", "1", "true", "false"):
-        return value.lower() in ("1", "true")
-    raise PushError(f"{name} must be true or false")
+    flag = to_bool(data[name])
+    if flag is None:
+        raise PushError(f"{name} must be true or false")
+    return flag
