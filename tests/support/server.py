@@ -86,12 +86,22 @@ class Running:
 @asynccontextmanager
 async def running_app(data_dir: Path, *, modbus: bool = True, demo: bool = False,
                       cycle_ms: int = 3000):
-    """Start a chargebrain in this event loop on free loopback ports."""
-    base = free_port_block(3) if modbus else 0
-    settings = Settings(data_dir=data_dir, host="127.0.0.1", port=0, modbus_port=base,
-                        admin_password=ADMIN_PASSWORD, cycle_ms=cycle_ms, demo=demo)
-    app = ChargeBrain(settings)
-    await app.start()
+    """Start a chargebrain in this event loop on free loopback ports.
+
+    Another test process may take a port between our check and the bind: then it is tried again
+    on fresh ports."""
+    for attempt in range(5):
+        base = free_port_block(3) if modbus else 0
+        settings = Settings(data_dir=data_dir, host="127.0.0.1", port=0, modbus_port=base,
+                            admin_password=ADMIN_PASSWORD, cycle_ms=cycle_ms, demo=demo)
+        app = ChargeBrain(settings)
+        try:
+            await app.start()
+            break
+        except OSError:
+            await app.stop()
+            if attempt == 4:
+                raise
     try:
         async with aiohttp.ClientSession() as session:
             client = Client(f"http://127.0.0.1:{app.http_port}", session)
