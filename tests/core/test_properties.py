@@ -43,19 +43,25 @@ def _tier(e) -> tuple[int, int]:  # type: ignore[no-untyped-def]
     return (0 if e.surplus else 1, -e.priority)
 
 
-def _site_budget(world: World) -> int:
-    """The budget the spec prescribes: net limit − max(active penalty, overdraft seen now)."""
+def _site_budget(world: World, result: PlanResult) -> int:
+    """The budget the spec allows: net limit − the active penalty at most, and at least
+    net limit − max(active penalty, overdraft seen now) (only the part of an overdraft that
+    the plan's own cuts do not remove becomes a new penalty)."""
     s = world.site.settings
     memory = world.memory
     penalty = memory.overdraft_penalty_ma
     if memory.overdraft_until_s is None or memory.overdraft_until_s <= NOW:
         penalty = 0
+    worst = penalty
     if 0 in world.grid_nodes:
         grid = next(m for m in world.site.meters if m.role == MeterRole.GRID and m.group_id == 0)
         over = max(grid.currents_ma) - gross_limit_ma(s)  # type: ignore[arg-type]
         if over > 0:
-            penalty = max(penalty, over)
-    return net_limit_ma(s) - penalty
+            worst = max(penalty, over)
+    budget = result.diagnostics.site_budget_ma
+    assert budget[0] == budget[1] == budget[2]
+    assert net_limit_ma(s) - worst <= budget[0] <= net_limit_ma(s) - penalty
+    return budget[0]
 
 
 def _mask(world: World, result: PlanResult, e) -> int:  # type: ignore[no-untyped-def]
@@ -95,8 +101,7 @@ def _limit_rows(world: World, budget: int) -> list[tuple[int, int, int]]:
 def check_invariants(world: World, result: PlanResult) -> None:
     """Every invariant of spec §5.7 that a single plan must satisfy."""
     s = world.site.settings
-    budget = _site_budget(world)
-    assert result.diagnostics.site_budget_ma == (budget, budget, budget)
+    budget = _site_budget(world, result)
     sp = result.setpoints
     assert set(sp) == {e.dev_id for e in world.site.evses}
     rows = _limit_rows(world, budget)
@@ -162,7 +167,8 @@ def check_invariants(world: World, result: PlanResult) -> None:
     #    time is never rotated out
     for e in _controlled(world):
         t = world.memory.evses[e.dev_id]
-        if t.paused_since_s is not None and NOW - t.paused_since_s < s.min_pause_time_s:
+        held = t.pause_held and t.paused_since_s is not None
+        if held and NOW - t.paused_since_s < s.min_pause_time_s:  # type: ignore[operator]
             assert sp[e.dev_id].current_ma == 0
         running = t.last_current_ma > 0 and t.running_since_s is not None
         if running and NOW - t.running_since_s < s.min_run_time_s:  # type: ignore[operator]

@@ -148,7 +148,8 @@ def worlds(draw: st.DrawFn, max_evses: int = 30, max_groups: int = 8) -> World:
             last = draw(st.integers(6000, 16_000) | st.integers(6000, 32_000))
             t = EvseTimers(None, NOW - draw(st.integers(0, 1000)), last)
         elif state == "paused":
-            t = EvseTimers(NOW - draw(st.integers(0, 1000)), None, 0)
+            t = EvseTimers(NOW - draw(st.integers(0, 1000)), None, 0,
+                           pause_held=draw(st.booleans()))
         else:
             t = EvseTimers()
         timers[dev] = t

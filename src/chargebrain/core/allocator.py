@@ -234,7 +234,8 @@ def allocate(snap: Snapshot) -> Allocation:
     get_timers = snap.timers.get
     for d in demands:
         t = get_timers(d.dev_id) or _NO_TIMERS
-        if (t.paused_since_s or 0.0) > now or (t.running_since_s or 0.0) > now:
+        if ((t.paused_since_s or 0.0) > now or (t.running_since_s or 0.0) > now
+                or (t.last_cut_s or 0.0) > now):
             t = _clamp_timers(t, now)  # a clock that jumped back must not stretch a pause
         min_ma = max(d.min_ma, MIN_CURRENT_FLOOR_MA)
         if not d.wants_charge or d.phases_mask & 0b111 == 0 or d.max_ma < min_ma:
@@ -242,11 +243,13 @@ def allocate(snap: Snapshot) -> Allocation:
             setpoints[d.dev_id] = _setpoint(d, 0, False, reason)
             timers[d.dev_id] = EvseTimers()
             continue
-        if t.paused_since_s is not None and now - t.paused_since_s < params.min_pause_time_s:
+        if (t.pause_held and t.paused_since_s is not None
+                and now - t.paused_since_s < params.min_pause_time_s):
             left = params.min_pause_time_s - (now - t.paused_since_s)
             reason = Reason("min_pause", f"minimum pause: {left:.0f} s left")
             setpoints[d.dev_id] = _setpoint(d, 0, True, reason, "min_pause")
-            timers[d.dev_id] = EvseTimers(t.paused_since_s, None, 0)
+            timers[d.dev_id] = EvseTimers(t.paused_since_s, None, 0, pause_held=True,
+                                          last_cut_s=t.last_cut_s)
             continue
         mask = d.phases_mask & 0b111
         key = (d.group_id, mask, d.surplus)
@@ -308,23 +311,43 @@ def allocate(snap: Snapshot) -> Allocation:
         d, t = ev.d, ev.timers
         if ev.current > 0:
             since = t.running_since_s if ev.was_running else now
-            timers[d.dev_id] = EvseTimers(None, since, ev.current)
+            timers[d.dev_id] = EvseTimers(None, since, ev.current, last_cut_s=t.last_cut_s)
             assert ev.reason is not None
             mask = d.evse_phases_mask if d.evse_phases_mask is not None else d.phases_mask
             setpoints[d.dev_id] = Setpoint(d.dev_id, ev.current, mask, False, ev.reason)
         else:
-            paused_since = t.paused_since_s if t.paused_since_s is not None else now
-            timers[d.dev_id] = EvseTimers(paused_since, None, 0)
+            timers[d.dev_id] = _paused_timers(ev, t, now, params.min_pause_time_s)
             reason = ev.reason or Reason("site_limit", "no room")
             setpoints[d.dev_id] = _setpoint(d, 0, True, reason, ev.pause_reason or reason.code)
     return Allocation(setpoints, timers)
 
 
+def _paused_timers(ev: _Ev, t: EvseTimers, now: float, min_pause_s: float) -> EvseTimers:
+    """The timers of an EVSE that gets nothing this step, and whether its pause is *held*.
+
+    A pause is held (it lasts at least `min_pause_s`, whatever room appears) only when it
+    belongs to a lasting shortage: the EVSE was rotated out for a waiting one (round robin), or
+    its run was cut a second time within `min_pause_s` of the previous cut. A first cut (an
+    emergency reduction after a house-load jump, a transient) and a wait that never ran are
+    not held: the EVSE is back in the next plan that has room for its minimum.
+    """
+    if t.paused_since_s is not None:  # the pause goes on: keep when it began and its hold
+        return EvseTimers(t.paused_since_s, None, 0, pause_held=t.pause_held,
+                          last_cut_s=t.last_cut_s)
+    if not ev.was_running:
+        return EvseTimers(now, None, 0, last_cut_s=t.last_cut_s)
+    repeated = t.last_cut_s is not None and now - t.last_cut_s < min_pause_s
+    held = ev.pause_reason == "rotation" or repeated
+    return EvseTimers(now, None, 0, pause_held=held, last_cut_s=now)
+
+
 def _clamp_timers(t: EvseTimers, now: float) -> EvseTimers:
     paused = t.paused_since_s
     running = t.running_since_s
-    return EvseTimers(None if paused is None else min(paused, now),
-                      None if running is None else min(running, now), t.last_current_ma)
+    cut = t.last_cut_s
+    return t._replace(paused_since_s=None if paused is None else min(paused, now),
+                      running_since_s=None if running is None else min(running, now),
+                      last_cut_s=None if cut is None else min(cut, now))
 
 
 def _run_tiers(evs: list[_Ev], rows: _Rows) -> list[_Ev]:

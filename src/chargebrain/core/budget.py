@@ -8,7 +8,13 @@ Pure functions used by `core.plan`. Everything is per building phase (3-tuples, 
   `overdraft_hold_s` (5 min).
 * The non-EVSE load of a node covers everything below it that the allocator does not control:
   - a node with a fresh grid meter: grid reading − the draw of every EVSE below + the booked
-    load of the uncontrolled EVSEs below (their worst case replaces their measured draw);
+    load of the uncontrolled EVSEs below (their worst case replaces their measured draw).
+    Readings arrive at different times, so what each EVSE drew *when the grid meter measured*
+    is known only as a range (`draw_bounds_ma`): its last measurement before the meter's,
+    widened towards every setpoint it was handed that it may still have been following. The
+    grid reading then brackets the non-EVSE load; the node keeps the value it was last booked
+    with when that lies inside the bracket (no invented house-load jump while wallboxes
+    settle), else takes the nearest end of it. A first estimate takes the upper end (safe);
   - otherwise: the node's own consumption/production/storage meters + the booked load of the
     uncontrolled EVSEs directly in it + the non-EVSE load of each child node;
   - a stale meter that measures load (grid, consumption, storage) makes its node's non-EVSE load
@@ -18,11 +24,17 @@ Pure functions used by `core.plan`. Everything is per building phase (3-tuples, 
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from chargebrain.core.model import SITE_GROUP, UNLIMITED, UNLIMITED_MA
-from chargebrain.core.site import MeterInput, MeterRole, SiteSettings
+from chargebrain.core.site import (
+    CommandSample,
+    DrawSample,
+    MeterInput,
+    MeterRole,
+    SiteSettings,
+)
 from chargebrain.units import ZERO, Phases, add, sub
 
 LOAD_ROLES = (MeterRole.CONSUMPTION, MeterRole.GRID, MeterRole.STORAGE_HOME,
@@ -89,13 +101,54 @@ def meter_load_ma(meter: MeterInput, voltage_v: int) -> Phases:
     return ZERO
 
 
+DRAWING_MA = 500  # a phase carrying more than this is in use by the car
+
+
+def draw_bounds_ma(readings: Sequence[DrawSample], commands: Sequence[CommandSample],
+                   phases_mask: int, at_s: float, settle_s: float) -> tuple[Phases, Phases]:
+    """What an EVSE drew at `at_s` (EVSE frame): the lowest and highest plausible value.
+
+    The base is the last measurement at or before `at_s` (the first one when all are later).
+    A setpoint handed over after `base − settle_s` and not after `at_s` may still have been
+    on its way: the car was somewhere between the base and that setpoint. Setpoints widen the
+    range on the phases the car draws on (all of `phases_mask` while it draws nothing yet).
+    Without any measurement the range is nothing (0, 0).
+    """
+    if not readings:
+        return ZERO, ZERO
+    base = readings[0]
+    for sample in reversed(readings):
+        if sample.at_s <= at_s:
+            base = sample
+            break
+    lo = list(base.currents_ma)
+    hi = list(base.currents_ma)
+    using = [c > DRAWING_MA for c in base.currents_ma]
+    if not any(using):
+        using = [bool(phases_mask >> i & 1) for i in range(3)]
+    since = base.at_s - settle_s
+    for command in commands:
+        if since < command.at_s <= at_s:
+            cur = max(0, command.current_ma)
+            for i in range(3):
+                if using[i]:
+                    lo[i] = min(lo[i], cur)
+                    hi[i] = max(hi[i], cur)
+    return (lo[0], lo[1], lo[2]), (hi[0], hi[1], hi[2])
+
+
 @dataclass(frozen=True, slots=True)
 class NodeLoad:
-    """The non-EVSE load below one node, and whether a stale meter's worst case is in it."""
+    """The non-EVSE load below one node, and whether a stale meter's worst case is in it.
+
+    `measured_ma` is, for a node with a fresh grid meter, the measured part of `non_evse_ma`
+    (before booked load): the value to remember for the next step (`PlanMemory.non_evse_ma`).
+    """
 
     non_evse_ma: Phases
     stale: bool  # a stale meter's worst case is part of it (here or below)
     own_stale: bool = False  # a load meter of this node itself is stale
+    measured_ma: Phases | None = None
 
 
 def node_loads(
@@ -104,17 +157,21 @@ def node_loads(
     node_limit_ma: Mapping[int, Phases],
     meters: Iterable[MeterInput],
     booked_ma: Mapping[int, Phases],
-    evse_draw_below_ma: Mapping[int, Phases],
+    evse_draw_below_ma: Mapping[int, tuple[Phases, Phases]],
     booked_below_ma: Mapping[int, Phases],
     now_s: float,
     voltage_v: int,
+    previous_ma: Mapping[int, Phases] | None = None,
 ) -> dict[int, NodeLoad]:
     """The non-EVSE load of every node (see the module docstring for the rules).
 
     `booked_ma[g]` is the booked load of uncontrolled EVSEs directly in node g;
-    `evse_draw_below_ma[g]` / `booked_below_ma[g]` are the draw of all EVSEs and the booked load
-    of the uncontrolled ones in g's whole subtree. Meters of unknown nodes count at the site.
+    `evse_draw_below_ma[g]` is the (lowest, highest) draw of all EVSEs in g's whole subtree at
+    the time of g's grid reading, `booked_below_ma[g]` the booked load of the uncontrolled ones
+    there; `previous_ma[g]` what the last step settled on for g. Meters of unknown nodes count
+    at the site.
     """
+    previous = previous_ma or {}
     own: dict[int, Phases] = {g: ZERO for g in children}
     grid: dict[int, Phases] = {}
     stale_here: set[int] = set()
@@ -136,8 +193,11 @@ def node_loads(
         if g in stale_here:
             out[g] = NodeLoad(node_limit_ma.get(g, UNLIMITED), True, True)
         elif g in grid:
-            measured = sub(grid[g], evse_draw_below_ma.get(g, ZERO))
-            out[g] = NodeLoad(add(measured, booked_below_ma.get(g, ZERO)), False)
+            low_draw, high_draw = evse_draw_below_ma.get(g, (ZERO, ZERO))
+            measured = _settle(previous.get(g), sub(grid[g], high_draw),
+                               sub(grid[g], low_draw))
+            out[g] = NodeLoad(add(measured, booked_below_ma.get(g, ZERO)), False,
+                              measured_ma=measured)
         else:
             total = add(own[g], booked_ma.get(g, ZERO))
             stale = False
@@ -146,6 +206,15 @@ def node_loads(
                 stale = stale or out[c].stale
             out[g] = NodeLoad(_cap(total), stale)
     return out
+
+
+def _settle(previous: Phases | None, low: Phases, high: Phases) -> Phases:
+    """The previous value where it lies within [low, high], else the nearest end; with no
+    previous value the upper end (the safe side)."""
+    if previous is None:
+        return high
+    return (min(max(previous[0], low[0]), high[0]), min(max(previous[1], low[1]), high[1]),
+            min(max(previous[2], low[2]), high[2]))
 
 
 def _children_first(children: Mapping[int, list[int]]) -> list[int]:

@@ -59,6 +59,8 @@ class EvseTimers(NamedTuple):
     one_phase: bool = False  # a switchable EVSE runs on its L1 only (see core.plan)
     three_phase_fits_since_s: float | None = None  # 1p: since when 3p (+ margin) fits
     three_phase_car: bool = False  # the plugged car was seen as 3p (learned 1p = our switch)
+    pause_held: bool = False  # the current pause lasts at least min_pause_time (see allocator)
+    last_cut_s: float | None = None  # when a run of this EVSE was last cut to a pause
 
 
 class Reason(NamedTuple):

@@ -18,11 +18,14 @@ The steps, in the order of spec §5:
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import NamedTuple
 
 from chargebrain.core.allocator import Tree, allocate, build_tree
 from chargebrain.core.budget import (
+    draw_bounds_ma,
+    gross_limit_ma,
     meter_currents_ma,
     node_loads,
     overdraft_ma,
@@ -83,6 +86,9 @@ class _Prepared:
     grid_w: int | None
     surplus_w: int
     evse_w: int  # what all EVSEs draw now
+    over_ma: Phases  # measured site load above the gross limit, per phase (0 where none)
+    site_high_draw_ma: dict[str, Phases]  # controlled EVSEs: most they drew at the grid reading
+    non_evse_memory: dict[int, Phases]  # what grid-metered nodes were booked with (memory)
 
 
 def plan(site: SiteInput, memory: PlanMemory, now_s: float) -> PlanResult:
@@ -93,6 +99,14 @@ def plan(site: SiteInput, memory: PlanMemory, now_s: float) -> PlanResult:
     if s.lb_enabled:
         alloc = _allocate_with_phases(p.snapshot, controlled, memory, now_s,
                                       s.phase_switch_delay_s)
+        left = _overdraft_left_ma(p, controlled, alloc.setpoints)
+        if left > p.penalty:
+            # Load above the limit that this step's own cuts do not remove: cut the budget
+            # by what is left, for overdraft_hold_s, and plan again with it.
+            p = _prepare(site, memory, now_s, new_penalty_ma=left)
+            controlled = [v for v in p.views if v.controlled]
+            alloc = _allocate_with_phases(p.snapshot, controlled, memory, now_s,
+                                          s.phase_switch_delay_s)
         setpoints = dict(alloc.setpoints)
         timers = dict(alloc.timers)
     else:
@@ -109,8 +123,40 @@ def plan(site: SiteInput, memory: PlanMemory, now_s: float) -> PlanResult:
             timers[v.evse.dev_id] = t
 
     diagnostics = _diagnostics(site, p, setpoints, now_s)
-    new_memory = PlanMemory(timers, p.penalty, p.until)
+    new_memory = PlanMemory(timers, p.penalty, p.until, p.non_evse_memory)
     return PlanResult(setpoints, new_memory, diagnostics, write=s.lb_enabled)
+
+
+def _overdraft_left_ma(p: _Prepared, controlled: list[_EvseView],
+                       setpoints: Mapping[str, Setpoint]) -> int:
+    """The part of a measured overdraft that this step's setpoints do not command away.
+
+    On each building phase: load above the gross limit, minus what the controlled EVSEs drew
+    at the grid reading (at most) beyond what they are now given. An overdraft that the new
+    setpoints already remove (a house-load jump answered by cutting the cars) costs no
+    penalty; one they cannot remove (load we do not control, a wallbox that ignores its
+    setpoint) does."""
+    over = p.over_ma
+    if max(over) <= 0:
+        return 0
+    cut = [0, 0, 0]
+    for v in controlled:
+        high = p.site_high_draw_ma.get(v.evse.dev_id)
+        if high is None:
+            continue
+        given = _given_ma(v, setpoints[v.evse.dev_id])
+        for i in range(3):
+            if high[i] > given[i]:
+                cut[i] += high[i] - given[i]
+    return max(0, max(over[i] - cut[i] for i in range(3)))
+
+
+def _given_ma(v: _EvseView, sp: Setpoint) -> Phases:
+    """A setpoint as per-phase current in the building frame."""
+    mask = v.mask
+    if sp.one_phase is not None:  # the planner chose the phases of a switchable box
+        mask = _ROTATED[_ROTATIONS[v.evse.phase_rotation_deg]][sp.phases_mask & 0b111]
+    return mask_to_phases(mask, max(0, sp.current_ma))
 
 
 PHASE_SWITCH_MARGIN_MA = 1000  # 3p must fit at min + this per phase before switching back
@@ -210,7 +256,8 @@ def snapshot(site: SiteInput, memory: PlanMemory, now_s: float) -> Snapshot:
     return _prepare(site, memory, now_s).snapshot
 
 
-def _prepare(site: SiteInput, memory: PlanMemory, now_s: float) -> _Prepared:
+def _prepare(site: SiteInput, memory: PlanMemory, now_s: float,
+             new_penalty_ma: int | None = None) -> _Prepared:
     s = site.settings
     volt = s.system_voltage_v if s.system_voltage_v > 0 else 230  # 0 V is no setting
     group_specs = [GroupSpec(g.group_id, g.parent_id, g.name) for g in site.groups
@@ -232,12 +279,15 @@ def _prepare(site: SiteInput, memory: PlanMemory, now_s: float) -> _Prepared:
             grid_ma = add(grid_ma, meter_currents_ma(m, volt))
             grid_w += m.power_w
     over = overdraft_ma(s, grid_ma)
+    gross = gross_limit_ma(s)
+    over_ma: Phases = ZERO if grid_ma is None else (
+        max(0, grid_ma[0] - gross), max(0, grid_ma[1] - gross), max(0, grid_ma[2] - gross))
     penalty = memory.overdraft_penalty_ma
     until = memory.overdraft_until_s
     if until is None or now_s >= until:
         penalty, until = 0, None
-    if over > 0:
-        penalty, until = max(penalty, over), now_s + s.overdraft_hold_s
+    if new_penalty_ma is not None and new_penalty_ma > penalty:
+        penalty, until = new_penalty_ma, now_s + s.overdraft_hold_s
 
     # 2. budget
     budget = site_budget_ma(s, penalty)
@@ -252,8 +302,8 @@ def _prepare(site: SiteInput, memory: PlanMemory, now_s: float) -> _Prepared:
             booked[v.group_id] = add(booked.get(v.group_id, ZERO), v.booked_ma)
         if v.draw_ma != ZERO:
             drawn[v.group_id] = add(drawn.get(v.group_id, ZERO), v.draw_ma)
-    draw_below = _subtree_sums(tree, drawn)
     booked_below = _subtree_sums(tree, booked)
+    draw_bounds, site_high = _draw_bounds_below(site, views, tree, now_s)
 
     # The EVSE-only cap covers every wallbox, so what uncontrolled ones may draw comes off it.
     evse_cap = (sub((s.max_total_evse_current_ma,) * 3, booked_below.get(SITE_GROUP, ZERO))
@@ -266,8 +316,11 @@ def _prepare(site: SiteInput, memory: PlanMemory, now_s: float) -> _Prepared:
         if gid != SITE_GROUP:
             node_limit[gid] = (limit,) * 3 if limit is not None else UNLIMITED
     loads = node_loads(children=children, node_limit_ma=node_limit, meters=site.meters,
-                       booked_ma=booked, evse_draw_below_ma=draw_below,
-                       booked_below_ma=booked_below, now_s=now_s, voltage_v=volt)
+                       booked_ma=booked, evse_draw_below_ma=draw_bounds,
+                       booked_below_ma=booked_below, now_s=now_s, voltage_v=volt,
+                       previous_ma=memory.non_evse_ma)
+    remembered = {g: load.measured_ma for g, load in loads.items()
+                  if load.measured_ma is not None}
 
     # 5. the allocator's snapshot
     specs = tuple(
@@ -287,7 +340,46 @@ def _prepare(site: SiteInput, memory: PlanMemory, now_s: float) -> _Prepared:
     snap = Snapshot(now_s, specs, tuple(_demand(v) for v in views if v.controlled), params,
                     memory.evses)
     return _Prepared(snap, views, tree, budget, evse_cap, over, penalty, until, grid_w,
-                     surplus_w, evse_w)
+                     surplus_w, evse_w, over_ma, site_high, remembered)
+
+
+def _draw_bounds_below(site: SiteInput, views: list[_EvseView], tree: Tree, now_s: float
+                       ) -> tuple[dict[int, tuple[Phases, Phases]], dict[str, Phases]]:
+    """For every node with a fresh grid meter: the (lowest, highest) draw of all EVSEs below
+    it at the time of its grid reading (building frame; see core.budget). Also the highest
+    draw of each controlled EVSE at the site's grid reading (for the overdraft rule)."""
+    read_at: dict[int, float] = {}
+    for m in site.meters:
+        if m.role != MeterRole.GRID or m.is_stale(now_s) or m.read_at_s is None:
+            continue
+        g = m.group_id if m.group_id in tree.nodes else SITE_GROUP
+        read_at[g] = min(read_at.get(g, m.read_at_s), m.read_at_s)
+    out: dict[int, tuple[Phases, Phases]] = {}
+    site_high: dict[str, Phases] = {}
+    if not read_at:
+        return out, site_high
+    settle_s = site.settings.settle_s
+    for v in views:
+        e = v.evse
+        for node in tree.path(v.group_id):
+            at_s = read_at.get(node)
+            if at_s is None:
+                continue
+            if v.controlled and e.readings and e.measured_ma is not None:
+                low, high = draw_bounds_ma(e.readings, e.commands, e.phases_mask, at_s,
+                                           settle_s)
+                rotation = _ROTATIONS.get(e.phase_rotation_deg)
+                if rotation is None:
+                    low = high = (max(high),) * 3
+                elif rotation:
+                    low, high = rotate_phases(low, rotation), rotate_phases(high, rotation)
+            else:
+                low = high = v.draw_ma
+            if node == SITE_GROUP and v.controlled:
+                site_high[e.dev_id] = high
+            lo_sum, hi_sum = out.get(node, (ZERO, ZERO))
+            out[node] = (add(lo_sum, low), add(hi_sum, high))
+    return out, site_high
 
 
 def _subtree_sums(tree: Tree, per_group: dict[int, Phases]) -> dict[int, Phases]:

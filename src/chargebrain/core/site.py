@@ -67,6 +67,7 @@ class SiteSettings:
     overdraft_hold_s: float = 300.0  # how long an overdraft cuts the budget
     com_error_grace_s: float = 180.0  # after this, a silent EVSE's last power is booked as load
     phase_switch_delay_s: float = 300.0  # 3p must fit this long before a 1p EVSE goes back
+    settle_s: float = 10.0  # how long a car may take to follow a new setpoint (accounting)
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,6 +108,20 @@ class MeterInput:
         return self.read_at_s is None or now_s - self.read_at_s > self.timeout_s
 
 
+class DrawSample(NamedTuple):
+    """One time-stamped measurement of what an EVSE draws (EVSE frame, mA per phase)."""
+
+    at_s: float
+    currents_ma: Phases
+
+
+class CommandSample(NamedTuple):
+    """One setpoint handed to an EVSE, and when (0 mA = charging off)."""
+
+    at_s: float
+    current_ma: int
+
+
 @dataclass(frozen=True, slots=True)
 class EvseInput:
     """One EVSE (wallbox, OCPP connector, slave charging manager) as the cycle sees it.
@@ -144,6 +159,10 @@ class EvseInput:
     arrival_order: int = 0
     session_energy_wh: int = 0
     phase_switching: bool = False  # the wallbox can switch between 1 and 3 phases now
+    # Recent history for the accounting (core.budget.draw_bounds_ma), oldest first: the last
+    # measurements (the newest is `measured_ma`) and the last setpoints handed to the EVSE.
+    readings: tuple[DrawSample, ...] = ()
+    commands: tuple[CommandSample, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,12 +186,16 @@ class PlanMemory:
 
     `evses` holds per-EVSE timers (pause start, run start, last offered current);
     `overdraft_penalty_ma` is cut from the site budget on every phase until
-    `overdraft_until_s`.
+    `overdraft_until_s`; `non_evse_ma` is the non-EVSE load each grid-metered node was last
+    booked with, kept while new readings do not tell it apart from wallboxes still settling
+    (core.budget.node_loads).
     """
 
     evses: Mapping[str, EvseTimers] = field(default_factory=dict)
     overdraft_penalty_ma: int = 0
     overdraft_until_s: float | None = None
+    # per node with a grid meter: the measured non-EVSE load the last step settled on
+    non_evse_ma: Mapping[int, Phases] = field(default_factory=dict)
 
 
 class NodeDiagnostics(NamedTuple):
