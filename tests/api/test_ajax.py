@@ -83,7 +83,8 @@ async def test_evse_answers_its_control_object(cb):
     e2 = await add(cb, dev_type="evse_ajax", min_charging_cur=7000, max_charging_cur=20000)
     body = {"state": 3, "max_charging_current": 32000.0, "current": [16000, 16000, 0],
             "total_energy": 7120572, "model": "Box", "rfid": "4711"}
-    # no setpoint yet: disable_policy 1 (the default) leaves it at its minimum current
+    # the control cycle is stopped (control given up) and never set anything:
+    # disable_policy 1 (the default) leaves it at its minimum current
     status, answer = await cb.client.post("set_ajax_evse", body, dev_id=e2)
     assert status == 200
     assert answer == {"device_enabled": True, "charging_enabled": True, "paused": False,
@@ -121,15 +122,19 @@ async def test_observation_mode_answers_disable_policy_not_an_old_setpoint(cb):
 
 @pytest.mark.parametrize(("policy", "enabled", "current"), [(0, False, 0), (1, True, 6000),
                                                             (-1, True, 16000)])
-async def test_evse_answer_without_setpoint_follows_disable_policy(cb, policy, enabled, current):
-    assert (await cb.client.post("set_params", {"disable_policy": policy}))[0] == 200
+async def test_evse_answer_follows_disable_policy_only_where_control_is_given_up(
+        cb, policy, enabled, current):
+    assert (await cb.client.post("set_params", {"disable_policy": policy,
+                                                "lb_enabled": False}))[0] == 200
     e2 = await add(cb, dev_type="evse_ajax")
-    _, answer = await cb.client.get("set_ajax_evse", dev_id=e2, state=2)
+    _, answer = await cb.client.get("set_ajax_evse", dev_id=e2, state=2)  # observation mode
     assert (answer["charging_enabled"], answer["charging_current"]) == (enabled, current)
+    assert (await cb.client.post("set_params", {"lb_enabled": True}))[0] == 200
     assert (await cb.client.post("set_device", {"devices": [{"dev_id": e2,
                                                              "device_enabled": 0}]}))[0] == 200
-    _, answer = await cb.client.get("set_ajax_evse", dev_id=e2, state=2)
+    _, answer = await cb.client.get("set_ajax_evse", dev_id=e2, state=2)  # disabled device
     assert answer["device_enabled"] is False
+    assert (answer["charging_enabled"], answer["charging_current"]) == (enabled, current)
 
 
 async def test_access_rules(cb):

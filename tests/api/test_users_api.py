@@ -298,9 +298,35 @@ async def test_override_permissions_and_effects(site):
     assert book.get("E1").overrides == 0
 
 
-async def test_override_needs_a_car_and_a_known_evse(site):
-    assert await site.client.get("override_device", dev_id="E1", flags="C") == (
-        400, "no car is plugged in at E1")
+async def test_override_without_a_car_waits_for_the_next_session(site):
+    """Integrations set limits whenever their user does, car or not: the override is
+    accepted, shown at once, applied to the next session and ended by its unplug."""
+    assert await site.client.get("override_device", dev_id="E1", mamps="10000.0",
+                                 flags="U", auth="default") == (200, "ok")
+    status, info = await site.client.get("get_dev_info")
+    assert status == 200
+    (e1,) = [d for d in info["devices"] if d["dev_id"] == "E1"]
+    assert e1["ov_cur"] == 10000 and e1["overrides"] & 0b100
+    book = site.app.users.sessions
+    await plug(site)
+    assert book.get("E1").mamps == 10000 and book.get("E1").overrides & 0b100
+    assert site.app.users.gate_for("E1", {}, 0).ov_cur == 10000
+    await unplug(site)
+    await plug(site)
+    assert book.get("E1").mamps is None and book.get("E1").overrides == 0
+
+
+async def test_override_right_after_plugging_in_is_accepted(site):
+    status, body = await site.client.get("sim_vehicle", dev_id="E1", plugged=1)
+    assert status == 200, body
+    # no cycle has run since the car arrived: still accepted, and it holds for this session
+    assert await site.client.get("override_device", dev_id="E1", mamps="12000",
+                                 auth="default") == (200, "ok")
+    await sync_session(site, "E1")
+    assert site.app.users.sessions.get("E1").mamps == 12000
+
+
+async def test_override_needs_a_known_evse(site):
     assert await site.client.get("override_device", dev_id="E7", flags="C") == (
         404, "unknown device E7")
     assert await site.client.get("override_device", flags="C") == (

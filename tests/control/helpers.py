@@ -50,6 +50,7 @@ async def clocked_app(data_dir: Path, *, modbus: bool = False):
     clock = FakeClock()
     app.devices.clock = clock
     app.cycle.clock = clock
+    app.cycle.start_delay_s = IDLE_PERIOD_MS / 1000  # cycles only through run_once()
     await app.start()
     try:
         async with aiohttp.ClientSession() as session:

@@ -79,7 +79,11 @@ BOXES = [
 ]
 
 
-def check_limits(house: Phases, boxes: list[Box], currents: dict[str, int], what: str) -> None:
+def check_limits(house: Phases, boxes: list[Box], currents: dict[str, int], what: str,
+                 slack_ma: Phases = (0, 0, 0)) -> None:
+    """Site and group limits hold; `slack_ma` per phase is the house-load rise of the step,
+    which the manager may have attributed to cars still settling (docs/load-management.md,
+    "Timing")."""
     site = house
     group: Phases = (0, 0, 0)
     for box in boxes:
@@ -87,7 +91,8 @@ def check_limits(house: Phases, boxes: list[Box], currents: dict[str, int], what
         site = add_phases(site, vec)
         if box.in_group:
             group = add_phases(group, vec)
-    assert max(site) <= SITE_LIMIT_MA, f"{what}: site {site} with house {house}"
+    assert all(site[p] <= SITE_LIMIT_MA + max(0, slack_ma[p]) for p in range(3)), (
+        f"{what}: site {site} with house {house}, slack {slack_ma}")
     assert max(group) <= GROUP_LIMIT_MA, f"{what}: group {group}"
 
 
@@ -111,6 +116,7 @@ async def test_closed_loop_keeps_every_limit(tmp_path):
         known_house = house  # the house load the manager has seen (last grid push)
         jump_at = 20
         checked_setpoints = checked_draws = 0
+        last_rise: Phases = (0, 0, 0)
         for step in range(40):
             if step == jump_at:
                 house = (24000, 19000, 21000)  # everything at once in the kitchen
@@ -149,10 +155,11 @@ async def test_closed_loop_keeps_every_limit(tmp_path):
                 box.told_ma = current if box.plugged else 0
                 told[box.dev_id] = box.told_ma
             # what they draw now keeps the limits with the house load the manager knew
-            check_limits(known_house, boxes, told, f"step {step}: drawn")
+            check_limits(known_house, boxes, told, f"step {step}: drawn", last_rise)
             if step == jump_at + 2:  # one step after the jump reached the manager
                 check_limits(house, boxes, told, f"step {step}: drawn after the jump")
             checked_draws += 1
+            step_start_house = known_house
             known_house = house
 
             await asyncio.wait_for(cycle.wait_next(), GENEROUS_S)
@@ -163,7 +170,8 @@ async def test_closed_loop_keeps_every_limit(tmp_path):
                 assert current == 0 or MIN_MA <= current <= min(box.max_ma, box.car_max_ma), (
                     step, box.dev_id, current)
                 setpoints[box.dev_id] = current
-            check_limits(house, boxes, setpoints, f"step {step}: setpoints")
+            last_rise = tuple(h - k for h, k in zip(house, step_start_house, strict=True))
+            check_limits(house, boxes, setpoints, f"step {step}: setpoints", last_rise)
             checked_setpoints += 1
 
         assert checked_setpoints == checked_draws == 40

@@ -186,29 +186,40 @@ async def test_an_overdraft_is_recorded_and_cuts_the_budget(site):
     await set_params(site, max_total_current=20000)
     m3 = await add(site, dev_id="M3", dev_type="meter_ajax", role=3)
     e2 = await add(site, dev_id="E2", dev_type="evse_ajax")
-    await push_evse(site, e2, 3, (10000, 10000, 10000))
-    await push_meter(site, m3, (23000, 21000, 21000))  # 3 A above the limit on L1
+    await push_meter(site, m3, (13000, 11000, 11000))
+    await push_evse(site, e2, 3, (2000, 2000, 2000))  # a car about to finish draws 2 A
+    site.clock.advance(10)
+    await push_evse(site, e2, 3, (2000, 2000, 2000))
+    await push_meter(site, m3, (25000, 13000, 13000))  # the house alone takes 23 A on L1
     await site.app.cycle.run_once()
     info = await dev_info(site)
-    assert info["params"]["overdraft_cur"] == 3000
-    assert site.app.params["overdraft_cur"] == 3000  # persisted
+    assert info["params"]["overdraft_cur"] == 5000
+    assert site.app.params["overdraft_cur"] == 5000  # persisted
     e2_info = next(d for d in info["devices"] if d["dev_id"] == e2)
-    # room on L1: 20 − 3 (penalty) − (23 − 10) house = 4 A < 6 A minimum: paused
+    # cutting E2 removes its 2 A of the 5 A overdraft; the 3 A nobody can command away cut
+    # the budget for 5 minutes; room on L1: 20 − 3 − 23 < 6 A minimum: paused
     assert e2_info["last_set_charging_cur"] == 0 and e2_info["paused"] is True
     assert e2_info["lreason"] == ("site limit on L1, cut by 3000 mA after an overdraft "
                                   "(below the minimum current)")
     _, why = await site.client.get("explain", dev_id=e2)
     assert (why["reason"]["code"], why["reason"]["phase"]) == ("overdraft", 1)
     assert why["nodes"][0]["limit_ma"] == [17000, 17000, 17000]
-    assert why["nodes"][0]["non_evse_ma"] == [13000, 11000, 11000]
+    assert why["nodes"][0]["non_evse_ma"] == [23000, 11000, 11000]
+    # the house load falls back: E2 charges again at once, inside the cut budget
+    site.clock.advance(10)
+    await push_evse(site, e2, 2)
+    await push_meter(site, m3, (10000, 10000, 10000))
+    await site.app.cycle.run_once()
+    _, why = await site.client.get("explain", dev_id=e2)
+    assert why["setpoint"]["current_ma"] == 7000  # 17 − 10 on L1
     # the penalty lasts 5 minutes, then the full limit is back
     site.clock.advance(301)
     await push_evse(site, e2, 2)
-    await push_meter(site, m3, (13000, 11000, 11000))
+    await push_meter(site, m3, (10000, 10000, 10000))
     await site.app.cycle.run_once()
     _, why = await site.client.get("explain", dev_id=e2)
     assert why["nodes"][0]["limit_ma"] == [20000, 20000, 20000]
-    assert why["setpoint"]["current_ma"] == 7000  # 20 − 13 on L1
+    assert why["setpoint"]["current_ma"] == 10000  # 20 − 10 on L1
 
 
 async def test_virtual_meters_show_the_plan(site):
@@ -219,8 +230,8 @@ async def test_virtual_meters_show_the_plan(site):
     m6 = await add(site, dev_id="M6", dev_type="meter_virtual_remaining_evse_power")
     m7 = await add(site, dev_id="M7", dev_type="meter_virtual_available_evse_power")
     e2 = await add(site, dev_id="E2", dev_type="evse_ajax")
-    await push_evse(site, e2, 3, (6000, 6000, 6000))
     await push_meter(site, m3, (10000, 10000, 10000))
+    await push_evse(site, e2, 3, (6000, 6000, 6000))
     await site.app.cycle.run_once()
     info = await dev_info(site)
     meters = {d["dev_id"]: d for d in info["devices"]}

@@ -74,7 +74,8 @@ async def test_a_pushed_overload_is_answered_by_an_extra_cycle(tmp_path):
         answer = await push_evse(cb, box, 3, (16000, 16000, 16000))
         assert answer["charging_current"] == 16000
         await push_meter(cb, grid, (21000, 21000, 21000))  # house 5 A + the car: within limits
-        assert (cycle.stats.pushed_overloads, cycle.stats.fast_cycles) == (0, 0)
+        assert cycle.stats.pushed_overloads == 0
+        fast_before = cycle.stats.fast_cycles  # the box's first push ran a plan at once
         before = cycle.count
 
         await push_meter(cb, grid, (41000, 41000, 41000))  # the house jumps to 25 A
@@ -84,7 +85,7 @@ async def test_a_pushed_overload_is_answered_by_an_extra_cycle(tmp_path):
             return cycle.count > before
 
         await wait_until(reacted, GENEROUS_S)
-        assert cycle.stats.fast_cycles == 1
+        assert cycle.stats.fast_cycles == fast_before + 1
         status = cb.app.devices.get(box).status
         assert status.last_set_charging_cur <= 32000 - 25000  # 0 or what still fits
         answer = await push_evse(cb, box, 3, (16000, 16000, 16000))
@@ -101,6 +102,7 @@ async def test_pushes_during_a_cycle_coalesce_into_one_extra_cycle(tmp_path):
         await push_meter(cb, grid, (20000, 20000, 20000))
         await cycle.run_once()
         before = cycle.count
+        fast_before = cycle.stats.fast_cycles  # the box's first push ran a plan at once
         async with cycle.hold():  # as if a cycle were running: pushes wait, never overlap
             for house in (20000, 22000, 24000):
                 await push_meter(cb, grid, (16000 + house,) * 3)
@@ -112,6 +114,7 @@ async def test_pushes_during_a_cycle_coalesce_into_one_extra_cycle(tmp_path):
 
         await wait_until(reacted, GENEROUS_S)
         await asyncio.sleep(0)
-        assert cycle.stats.fast_cycles == 1  # three pushes, one extra cycle
+        assert cycle.stats.fast_cycles == fast_before + 1  # three pushes, one extra cycle
         assert not cycle._kick.is_set()  # nothing else pending: the last push was in it
-        assert cb.app.devices.get(box).status.last_set_charging_cur == 0  # 24 A + 6 A > 32−…
+        # the last push (house 24 A) was in it: the car is cut to what is left, 32 − 24 A
+        assert cb.app.devices.get(box).status.last_set_charging_cur == 8000

@@ -65,13 +65,15 @@ from chargebrain.control.inputs import (
     observation,
     site_settings,
 )
+from chargebrain.control.policy import policy_setpoint
 from chargebrain.control.virtual import KINDS as VIRTUAL_KINDS
 from chargebrain.control.virtual import SiteFlows, VirtualMeters
 from chargebrain.core.budget import meter_currents_ma
 from chargebrain.core.model import SITE_GROUP, Setpoint
 from chargebrain.core.plan import plan
 from chargebrain.core.site import (
-    DisablePolicy,
+    CommandSample,
+    DrawSample,
     EvseInput,
     MeterRole,
     PlanMemory,
@@ -80,6 +82,7 @@ from chargebrain.core.site import (
 )
 from chargebrain.devices import config as cfg
 from chargebrain.devices.base import EvseDriver, EvseReading, EvseSetpoint
+from chargebrain.devices.drivers.ajax import AjaxEvse
 from chargebrain.devices.registry import Device
 from chargebrain.devices.types import Kind
 from chargebrain.units import ZERO, Phases, add, rotate_phases
@@ -124,6 +127,24 @@ class _Written:
 
 
 IO_BUDGET_SHARE = 0.4  # of the period, for the reads and again for the writes
+HISTORY_LENGTH = 4  # readings and setpoints kept per EVSE for the accounting (core.budget)
+
+
+@dataclass
+class _History:
+    """The last few time-stamped measurements and setpoints of one EVSE."""
+
+    readings: deque[DrawSample] = field(default_factory=lambda: deque(maxlen=HISTORY_LENGTH))
+    commands: deque[CommandSample] = field(
+        default_factory=lambda: deque(maxlen=HISTORY_LENGTH))
+
+
+@dataclass(frozen=True, slots=True)
+class _Planned:
+    """What the last plan knew of one EVSE: a push that differs needs a new plan first."""
+
+    driver: Any
+    plugged: bool
 
 
 class ControlCycle:
@@ -152,6 +173,11 @@ class ControlCycle:
         self.count = 0  # cycles completed
         self._written: dict[str, _Written] = {}
         self._gates: dict[str, EvseGate] = {}  # the users hook's answers of the last cycle
+        self._observed: dict[str, tuple[bool, str, int | None]] = {}  # what the hook saw
+        self._history: dict[str, _History] = {}
+        self._planned: dict[str, _Planned] = {}  # EVSEs the last writing plan covered
+        self._fast_task: asyncio.Task[CycleRecord] | None = None
+        self.start_delay_s = self.period_s  # the first periodic cycle, after start()
         self._basis: overload.OverloadBasis | None = None
         self._lock = asyncio.Lock()
         self._kick = asyncio.Event()
@@ -176,7 +202,9 @@ class ControlCycle:
     # -- life cycle -----------------------------------------------------------------------------
 
     def start(self) -> None:
-        """Start the periodic loop; the first cycle runs one period after the start."""
+        """Start the periodic loop; its first cycle runs one period after the start (it reads
+        every device and plans before anything is written, so a car that was charging is not
+        cut to 0 A). A push from a wallbox that no plan covers runs a plan before that."""
         if self._task is None:
             self._stopping = False
             self._task = asyncio.create_task(self._loop(), name="control-cycle")
@@ -206,7 +234,7 @@ class ControlCycle:
 
     async def _loop(self) -> None:
         loop = asyncio.get_running_loop()
-        next_at = loop.time() + self.period_s
+        next_at = loop.time() + self.start_delay_s
         while True:
             if not self._kick.is_set() and loop.time() < next_at:
                 await self._sleep_until(loop, next_at)
@@ -268,19 +296,142 @@ class ControlCycle:
         return self.count
 
     def _on_push(self, dev_id: str) -> None:
-        """Registry push hook: an extra cycle at once when the push exceeds a limit."""
-        base = self._basis
-        if base is None or self._stopping:
+        """Registry push hook: a wallbox's push is recorded and shown to the users domain at
+        once; an extra cycle runs at once when the push comes from a wallbox no plan covers
+        yet (see `needs_plan`) or shows a limit exceeded."""
+        if self._stopping:
             return
         device = self.registry.get(dev_id)
-        if device is None or device.kind is not Kind.METER:
+        if device is None:
+            return
+        now = self.clock()
+        if device.kind is Kind.EVSE:
+            self.observe(device, now)
+            if self.needs_plan(device):
+                self.request()
+            return
+        base = self._basis
+        if base is None or device.kind is not Kind.METER:
             return
         meter = meter_input(device, self.period_s)
         if meter is None:
             return
-        if overload.exceeded(base, meter, self.clock()):
+        if overload.exceeded(base, meter, now):
             self.stats.pushed_overloads += 1
             self.request()
+
+    @property
+    def stopping(self) -> bool:
+        """stop() was called: load management has given up control."""
+        return self._stopping
+
+    # -- wallboxes between cycles ---------------------------------------------------------------
+
+    def observe(self, device: Device, now: float) -> None:
+        """Take in a wallbox's latest reading now, not at the next cycle: its measurement goes
+        into the accounting history, and a plug-in, unplug or card goes to the users domain
+        (sessions, overrides, enter_rfid see it at once)."""
+        status = device.status
+        reading = status.evse_reading
+        if reading is None or status.reading_s is None or not isinstance(device.config,
+                                                                          cfg.EvseConfig):
+            return
+        self._record_reading(device)
+        seen = (reading.plugged, reading.rfid, reading.rfid_seq)
+        if self._observed.get(device.dev_id) != seen:
+            self._observed[device.dev_id] = seen
+            self._gates[device.dev_id] = safe_gate(self.hook,
+                                                   observation(self.registry, device), now)
+            self._show_gate(device, self._gates[device.dev_id])
+
+    async def read_now(self, device: Device) -> None:
+        """Read one wallbox now (e.g. after `sim_vehicle` changed its car) and take the
+        reading in as a push would be; a plan follows at once when it needs one."""
+        if self._stopping:
+            return
+        now = self.clock()
+        await self.registry.read(device, now, self._io_budget_s)
+        self.observe(device, now)
+        if self.needs_plan(device):
+            self.request()
+
+    def needs_plan(self, device: Device) -> bool:
+        """True when load management is on and the last plan did not cover this wallbox as
+        it is now: a new device, its first push, a new driver after a configuration change,
+        a car plugged in or unplugged since. Until a plan covers it, it gets 0 A."""
+        if self._stopping or not bool(self.params["lb_enabled"]) or not device.enabled:
+            return False
+        planned = self._planned.get(device.dev_id)
+        if planned is None or planned.driver is not device.driver:
+            return True
+        reading = device.status.evse_reading
+        return planned.plugged != bool(reading is not None and reading.plugged)
+
+    async def plan_for(self, device: Device, timeout_s: float) -> bool:
+        """Run a plan that covers `device` now, waiting at most `timeout_s`; True when one
+        did. Concurrent callers share one plan; a plan whose inputs were taken before this
+        call does not count, so a second one follows it."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        for _ in range(3):
+            if not self.needs_plan(device):
+                return True
+            task = self._fast_task
+            if task is None or task.done():
+                task = self._fast_task = asyncio.create_task(
+                    self._run(fast=True, periodic=False), name="control-plan-now")
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                return False
+            try:
+                await asyncio.wait_for(asyncio.shield(task), remaining)
+            except TimeoutError:
+                return False
+            except Exception:  # logged by the task's own caller path; the answer is 0 A
+                log.exception("plan for %s failed", device.dev_id)
+                return False
+        return not self.needs_plan(device)
+
+    def delivered(self, device: Device, setpoint: EvseSetpoint) -> None:
+        """An HTTP-input wallbox was handed `setpoint` in a set_ajax_evse answer just now."""
+        self._record_command(device, setpoint, self.clock())
+
+    def _record_command(self, device: Device, setpoint: EvseSetpoint, now: float) -> None:
+        history = self._history.setdefault(device.dev_id, _History())
+        current = setpoint.current_ma if setpoint.charging_allowed else 0
+        last = history.commands[-1] if history.commands else None
+        if last is None or last.current_ma != current:
+            history.commands.append(CommandSample(now, current))
+
+    def _record_reading(self, device: Device) -> None:
+        status = device.status
+        if status.reading_s is None or status.evse_reading is None:
+            return
+        history = self._history.setdefault(device.dev_id, _History())
+        if history.readings and history.readings[-1].at_s >= status.reading_s:
+            return
+        measured = self.registry.evse_measurement(device)
+        history.readings.append(DrawSample(status.reading_s, measured.currents_ma,
+                                           status.evse_reading.plugged))
+
+    def _show_gate(self, device: Device, gate: EvseGate) -> None:
+        status = device.status
+        status.needs_auth = gate.needs_auth
+        status.overrides = gate.overrides
+        status.ov_cur = gate.ov_cur
+        status.ta_en = gate.ta_en
+
+    def refresh_gate(self, dev_id: str) -> None:
+        """Ask the users domain again now (after an override or a credential), show the
+        answer in get_dev_info at once, and plan with it at once."""
+        device = self.registry.get(dev_id)
+        if device is None or not isinstance(device.config, cfg.EvseConfig):
+            return
+        obs = observation(self.registry, device)
+        gate = safe_gate(self.hook, obs, self.clock())
+        self._gates[dev_id] = gate
+        self._show_gate(device, gate)
+        self.request()
 
     # -- one cycle ------------------------------------------------------------------------------
 
@@ -300,6 +451,8 @@ class ControlCycle:
                 else:
                     await self._before(now)
                     await self.registry.read_all(now, self._io_budget_s)
+                    for device in self.registry.evses():
+                        self._record_reading(device)
                 record = await self._plan_and_write(number, now, fast=fast)
             finally:
                 self.count = number
@@ -332,8 +485,11 @@ class ControlCycle:
         if result.write:
             await self._write(result.setpoints, now)
             self._controlled = True
+            self._planned = {e.dev_id: _Planned(d.driver, e.connected) for e in site.evses
+                             if (d := self.registry.get(e.dev_id)) is not None}
         else:
             self._written.clear()  # others may drive the boxes now: write all when back
+            self._planned.clear()
         self._persist_overdraft(result)  # after the writes: an fsync must not delay them
         self._publish(site, ctx, result, now)
         record = CycleRecord(number, now, site, result, tuple(ctx.notes),
@@ -349,7 +505,11 @@ class ControlCycle:
         settings = site_settings(self.params, ctx.notes)
         attached = attached_meters(registry)
         evses = registry.evses()
-        self.sessions.forget_missing({d.dev_id for d in evses})
+        present = {d.dev_id for d in evses}
+        self.sessions.forget_missing(present)
+        for table in (self._history, self._observed, self._gates):
+            for dev_id in [k for k in table if k not in present]:
+                del table[dev_id]
         for device in registry.groups():
             ctx.groups.append(group_input(device, ctx.notes))
         for device in registry.meters():
@@ -362,11 +522,23 @@ class ControlCycle:
             # -- users hook: authorisation, overrides, budgets → EvseInput fields ----------
             # An extra cycle after a push only cuts current: it keeps the last gates (no
             # session bookkeeping, no database write before the setpoints go out).
+            # A wallbox's push already asked the hook when something changed (`observe`).
             last_gate = self._gates.get(device.dev_id) if fast else None
-            gate = last_gate or safe_gate(self.hook, observation(registry, device), now)
+            if last_gate is None:
+                obs = observation(registry, device)
+                last_gate = safe_gate(self.hook, obs, now)
+                reading = device.status.evse_reading
+                if reading is not None:
+                    self._observed[device.dev_id] = (obs.plugged, reading.rfid,
+                                                     reading.rfid_seq)
+            gate = last_gate
             self._gates[device.dev_id] = gate
             ctx.gates[device.dev_id] = gate
-            ctx.evses.append(evse_input(registry, device, gate, self.sessions, now, ctx))
+            history = self._history.get(device.dev_id)
+            ctx.evses.append(evse_input(
+                registry, device, gate, self.sessions, now, ctx,
+                readings=tuple(history.readings) if history is not None else (),
+                commands=tuple(history.commands) if history is not None else ()))
         site = SiteInput(settings, tuple(ctx.groups), tuple(ctx.meters), tuple(ctx.evses))
         return site, ctx
 
@@ -403,6 +575,8 @@ class ControlCycle:
     async def _apply(self, device: Device, target: EvseSetpoint, now: float) -> bool:
         ok = await self.registry.apply(device, target, now, self._io_budget_s)
         if ok:
+            if not isinstance(device.driver, AjaxEvse):  # those get it with their next answer
+                self._record_command(device, target, now)
             self.stats.writes += 1
             self._written[device.dev_id] = _Written(device.driver, target,
                                                     device.status.com_errors, now)
@@ -437,7 +611,8 @@ class ControlCycle:
             for device in self.registry.evses():
                 if isinstance(device.driver, EvseDriver) and isinstance(device.config,
                                                                          cfg.EvseConfig):
-                    target = policy_setpoint(device, policy)
+                    target = policy_setpoint(device.config, device.status.max_current_ma,
+                                             policy)
                     jobs.append(self._apply(device, target, now))
             if jobs:
                 await asyncio.gather(*jobs)
@@ -480,10 +655,7 @@ class ControlCycle:
         status = device.status
         setpoint = result.setpoints.get(evse.dev_id)
         if gate is not None:
-            status.needs_auth = gate.needs_auth
-            status.overrides = gate.overrides
-            status.ov_cur = gate.ov_cur
-            status.ta_en = gate.ta_en
+            self._show_gate(device, gate)
         config = device.config
         formula = isinstance(config, cfg.EvseConfig) and not isinstance(
             config.max_charging_cur, int)
@@ -522,19 +694,6 @@ def to_evse_setpoint(setpoint: Setpoint) -> EvseSetpoint:
     if setpoint.current_ma <= 0:
         return EvseSetpoint(0, enabled=False, one_phase=setpoint.one_phase)
     return EvseSetpoint(int(setpoint.current_ma), enabled=True, one_phase=setpoint.one_phase)
-
-
-def policy_setpoint(device: Device, policy: int) -> EvseSetpoint:
-    """What `disable_policy` leaves a wallbox with when control is given up."""
-    config = device.config
-    assert isinstance(config, cfg.EvseConfig)
-    if policy == DisablePolicy.OFF:
-        return EvseSetpoint(0, enabled=False)
-    if policy == DisablePolicy.UNLIMITED:
-        top = config.max_charging_cur if isinstance(config.max_charging_cur, int) else (
-            POWERBRAIN_MAX_MA)
-        return EvseSetpoint(int(top))
-    return EvseSetpoint(int(config.min_charging_cur))
 
 
 def contradicts(reading: EvseReading, target: EvseSetpoint) -> bool:

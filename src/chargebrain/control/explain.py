@@ -7,7 +7,7 @@ answer (documented in docs/api.md, `## explain`):
      "setpoint": {"current_ma", "phases", "charging_enabled", "paused", "pause_reason",
                   "last_set_charging_cur"},
      "reason": {"code", "text", "group", "phase"},
-     "timers": {"paused_since", "pause_s", "min_pause_left_s", "running_since", "running_s",
+     "timers": {"paused_since", "pause_s", "pause_held", "min_pause_left_s", "running_since", "running_s",
                 "min_run_left_s"},
      "demand": {"connected", "charging", "enabled", "authorised", "allowed", "reason",
                 "min_current_ma", "max_current_ma", "max_reason", "priority", "phases",
@@ -75,6 +75,8 @@ def explain(record: CycleRecord, dev_id: str, last_set_charging_cur: int) -> dic
     paused_since = timers.paused_since_s if timers is not None else None
     running_since = timers.running_since_s if timers is not None else None
     pause_s = _age(now, paused_since) if setpoint.paused else 0
+    # only a held pause (a lasting shortage) waits for min_pause_time; see core.allocator
+    held = bool(setpoint.paused and timers is not None and timers.pause_held)
     running_s = _age(now, running_since)
     nodes = record.result.diagnostics.nodes
     path: list[dict[str, Any]] = []
@@ -122,8 +124,9 @@ def explain(record: CycleRecord, dev_id: str, last_set_charging_cur: int) -> dic
         "timers": {
             "paused_since": None if paused_since is None else int(paused_since),
             "pause_s": pause_s,
+            "pause_held": held,
             "min_pause_left_s": (max(0, int(settings.min_pause_time_s) - pause_s)
-                                 if setpoint.paused else 0),
+                                 if held else 0),
             "running_since": None if running_since is None else int(running_since),
             "running_s": running_s,
             "min_run_left_s": (max(0, int(settings.min_run_time_s) - running_s)

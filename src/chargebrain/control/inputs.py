@@ -26,6 +26,8 @@ from typing import Any
 
 from chargebrain.control.hooks import EvseGate, EvseObservation
 from chargebrain.core.site import (
+    CommandSample,
+    DrawSample,
     EvseInput,
     GroupInput,
     MeterInput,
@@ -204,8 +206,13 @@ def observation(registry: DeviceRegistry, device: Device) -> EvseObservation:
 
 
 def evse_input(registry: DeviceRegistry, device: Device, gate: EvseGate,
-               sessions: SessionTracker, now_s: float, ctx: InputContext) -> EvseInput:
-    """One wallbox as planner input (see the module docstring for phases and maxima)."""
+               sessions: SessionTracker, now_s: float, ctx: InputContext, *,
+               readings: tuple[DrawSample, ...] = (),
+               commands: tuple[CommandSample, ...] = ()) -> EvseInput:
+    """One wallbox as planner input (see the module docstring for phases and maxima).
+
+    `readings` / `commands` are its recent time-stamped measurements and setpoints (the
+    accounting in core.budget uses them to tell settling wallboxes from house load)."""
     config = device.config
     assert isinstance(config, cfg.EvseConfig)
     status = device.status
@@ -263,6 +270,8 @@ def evse_input(registry: DeviceRegistry, device: Device, gate: EvseGate,
         arrival_order=session.arrival if session is not None else 0,
         session_energy_wh=session_wh,
         phase_switching=bool(reading is not None and fresh and reading.phase_switching),
+        readings=readings if fresh else (),
+        commands=commands,
     )
 
 

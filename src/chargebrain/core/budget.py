@@ -105,13 +105,17 @@ DRAWING_MA = 500  # a phase carrying more than this is in use by the car
 
 
 def draw_bounds_ma(readings: Sequence[DrawSample], commands: Sequence[CommandSample],
-                   phases_mask: int, at_s: float, settle_s: float) -> tuple[Phases, Phases]:
+                   phases_mask: int, at_s: float, settle_s: float, response_s: float = 0.0
+                   ) -> tuple[Phases, Phases]:
     """What an EVSE drew at `at_s` (EVSE frame): the lowest and highest plausible value.
 
     The base is the last measurement at or before `at_s` (the first one when all are later).
-    A setpoint handed over after `base − settle_s` and not after `at_s` may still have been
-    on its way: the car was somewhere between the base and that setpoint. Setpoints widen the
-    range on the phases the car draws on (all of `phases_mask` while it draws nothing yet).
+    With no car connected at the base, the base is all there is. Otherwise the car may have
+    been on its way to a setpoint handed over after the base (at least `response_s` before
+    `at_s`: no car reacts faster), or to the
+    one it had at the base if that was handed over less than `settle_s` before: it was
+    somewhere between the base and such a setpoint. Setpoints widen the range on the phases
+    the car draws on (all of `phases_mask` while it draws nothing yet).
     Without any measurement the range is nothing (0, 0).
     """
     if not readings:
@@ -123,17 +127,26 @@ def draw_bounds_ma(readings: Sequence[DrawSample], commands: Sequence[CommandSam
             break
     lo = list(base.currents_ma)
     hi = list(base.currents_ma)
+    if not base.plugged:
+        return base.currents_ma, base.currents_ma
     using = [c > DRAWING_MA for c in base.currents_ma]
     if not any(using):
         using = [bool(phases_mask >> i & 1) for i in range(3)]
-    since = base.at_s - settle_s
+    followed: list[int] = []  # setpoints the car may have been on its way to at `at_s`
+    in_force: CommandSample | None = None  # the setpoint it had when the base was measured
     for command in commands:
-        if since < command.at_s <= at_s:
-            cur = max(0, command.current_ma)
-            for i in range(3):
-                if using[i]:
-                    lo[i] = min(lo[i], cur)
-                    hi[i] = max(hi[i], cur)
+        if command.at_s <= base.at_s:
+            in_force = command
+        elif command.at_s <= at_s - response_s:  # a car needs response_s to react at all
+            followed.append(command.current_ma)
+    if in_force is not None and base.at_s - in_force.at_s < settle_s:
+        followed.append(in_force.current_ma)
+    for cur in followed:
+        cur = max(0, cur)
+        for i in range(3):
+            if using[i]:
+                lo[i] = min(lo[i], cur)
+                hi[i] = max(hi[i], cur)
     return (lo[0], lo[1], lo[2]), (hi[0], hi[1], hi[2])
 
 

@@ -359,6 +359,7 @@ def _draw_bounds_below(site: SiteInput, views: list[_EvseView], tree: Tree, now_
     if not read_at:
         return out, site_high
     settle_s = site.settings.settle_s
+    response_s = site.settings.response_s
     for v in views:
         e = v.evse
         for node in tree.path(v.group_id):
@@ -367,7 +368,7 @@ def _draw_bounds_below(site: SiteInput, views: list[_EvseView], tree: Tree, now_
                 continue
             if v.controlled and e.readings and e.measured_ma is not None:
                 low, high = draw_bounds_ma(e.readings, e.commands, e.phases_mask, at_s,
-                                           settle_s)
+                                           settle_s, response_s)
                 rotation = _ROTATIONS.get(e.phase_rotation_deg)
                 if rotation is None:
                     low = high = (max(high),) * 3

@@ -67,7 +67,8 @@ class SiteSettings:
     overdraft_hold_s: float = 300.0  # how long an overdraft cuts the budget
     com_error_grace_s: float = 180.0  # after this, a silent EVSE's last power is booked as load
     phase_switch_delay_s: float = 300.0  # 3p must fit this long before a 1p EVSE goes back
-    settle_s: float = 10.0  # how long a car may take to follow a new setpoint (accounting)
+    settle_s: float = 5.0  # how long a car may take to follow a new setpoint (accounting)
+    response_s: float = 0.1  # how soon, at the earliest, a new setpoint shows in a reading
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,6 +114,7 @@ class DrawSample(NamedTuple):
 
     at_s: float
     currents_ma: Phases
+    plugged: bool = True  # a car was connected (one that is not draws nothing, whatever it is told)
 
 
 class CommandSample(NamedTuple):

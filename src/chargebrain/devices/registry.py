@@ -55,6 +55,7 @@ from chargebrain.devices.base import (
 )
 from chargebrain.devices.config import ConfigError, DeviceConfig
 from chargebrain.devices.drivers import build_driver
+from chargebrain.devices.drivers.ajax import AjaxEvse, AjaxMeter
 from chargebrain.devices.status import DeviceStatus, SiteStatus, integrate_wh
 from chargebrain.devices.types import DevType, Family, Kind
 from chargebrain.store.db import Store
@@ -469,9 +470,15 @@ class DeviceRegistry:
             return device.status.reading
         ok, reading = await _guarded(device, device.driver.read(now_s), "read",
                                      _timeout_s(device, max_timeout_s), now_s)
-        return self._accept(device, reading, now_s) if ok else None
+        if not ok:
+            return None
+        # Pushed data keeps the time it arrived: re-reading it later measures nothing new.
+        driver = device.driver
+        taken_s = driver.pushed_s if isinstance(driver, (AjaxEvse, AjaxMeter)) else None
+        return self._accept(device, reading, now_s, taken_s)
 
-    def _accept(self, device: Device, reading: Reading, now_s: float) -> Reading:
+    def _accept(self, device: Device, reading: Reading, now_s: float,
+                taken_s: float | None = None) -> Reading:
         config = device.config
         if isinstance(reading, MeterReading) and isinstance(config, cfg.MeterConfig):
             reading = adjust_meter(reading, config.factor, config.invert)
@@ -482,7 +489,7 @@ class DeviceRegistry:
                                                     now_s - status.soft_meter_s)
             status.soft_meter_s = now_s
             self._maybe_save_soft_meter(device, now_s)
-        device.status.record_reading(reading, now_s)
+        device.status.record_reading(reading, now_s if taken_s is None else taken_s)
         return reading
 
     async def read_all(self, now_s: float, max_timeout_s: float | None = None

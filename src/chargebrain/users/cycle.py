@@ -55,4 +55,5 @@ def device_changed(users: UserService, log: TransactionLog, dev_id: str, now: fl
         return
     users.sessions.end(dev_id)
     users.sessions.take_pending(dev_id, now)
+    users.sessions.take_next_overrides(dev_id)
     log.device_removed(dev_id, now)

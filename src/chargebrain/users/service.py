@@ -250,7 +250,8 @@ class UserService:
     def on_plug(self, dev_id: str, now: float) -> Session:
         """A car was plugged in at `dev_id`: start a session, apply a waiting credential or
         the EVSE's fixed RFID."""
-        session = self.sessions.put(Session(dev_id, now))
+        waiting = self.sessions.take_next_overrides(dev_id)
+        session = self.sessions.put(replace(Session(dev_id, now), **waiting))  # type: ignore[arg-type]
         secret = self.sessions.take_pending(dev_id, now)
         if secret is not None:
             try:
@@ -406,12 +407,13 @@ class UserService:
     # -- overrides ----------------------------------------------------------------------------
 
     def override(self, dev_id: str, flags: str, mamps: int | None, *, is_admin: bool,
-                 cred: Credential | None) -> Session:
+                 cred: Credential | None) -> None:
         """`cmd=override_device`: session flags C/c E/e U/u and a current cap, until unplug.
 
         C/c and `mamps`: admin or a credential of the session's user (or, on an unidentified
-        session, of a user who may charge there); U/u: the same (the admin may too);
-        E/e: admin only. `mamps` = 0 removes the cap.
+        session or with no car, of a user who may charge there); U/u: the same (the admin may
+        too); E/e: admin only. `mamps` = 0 removes the cap. With no car plugged in (or before
+        its session is known) the overrides wait for the next session and start with it.
         """
         evse = self.evse(dev_id)
         bad = sorted(set(flags) - OVERRIDE_FLAGS)
@@ -427,10 +429,8 @@ class UserService:
                 raise UserError("admin password or the user's RFID/PIN required", 401)
             if set(flags) & set("Ee"):
                 raise UserError("flags E/e need the admin password", 403)
-            if session is not None and not _may_override(evse, session, cred):
+            if not _may_override(evse, session, cred):
                 raise UserError(f"this RFID/PIN may not override {dev_id}", 403)
-        if session is None:
-            raise UserError(f"no car is plugged in at {dev_id}")
         changes: dict[str, Any] = {}
         for flag in flags:
             key = {"c": "charging_disabled", "e": "evse_rules_off",
@@ -438,14 +438,23 @@ class UserService:
             changes[key] = flag.isupper()
         if mamps is not None:
             changes["mamps"] = mamps or None
-        return self.sessions.put(replace(session, **changes))
+        if session is None:
+            self.sessions.set_next_overrides(dev_id, changes)
+        else:
+            self.sessions.put(replace(session, **changes))
 
     # -- the control cycle --------------------------------------------------------------------
 
     def gate_for(self, dev_id: str, config: Mapping[str, Any] | Any, now: float) -> Gate:
         """The gate of one EVSE this cycle (see users.gate)."""
-        return gate(EvseAuth.from_config(dev_id, config), self.sessions.get(dev_id),
-                    self.users.as_mapping(), self.ledger.view(), now, self.tz)
+        session = self.sessions.get(dev_id)
+        result = gate(EvseAuth.from_config(dev_id, config), session,
+                      self.users.as_mapping(), self.ledger.view(), now, self.tz)
+        if session is None and (waiting := self.sessions.next_overrides(dev_id)):
+            # shown at once (get_dev_info), applied when the next session starts
+            preview = replace(Session(dev_id, now), **waiting)  # type: ignore[arg-type]
+            result = replace(result, overrides=preview.overrides, ov_cur=preview.mamps or 0)
+        return result
 
     def budget_for(self, rfid: str | None, user_id: str | None) -> tuple[str, BudgetSpec] | None:
         """The budget a session with this card / user consumes (for the transaction log)."""
@@ -459,7 +468,8 @@ class UserService:
         return user.name if user is not None else ""
 
 
-def _may_override(evse: EvseAuth, session: Session, cred: Credential) -> bool:
-    if session.user_id is not None and session.auth_source != "fixed_rfid":
+def _may_override(evse: EvseAuth, session: Session | None, cred: Credential) -> bool:
+    if (session is not None and session.user_id is not None
+            and session.auth_source != "fixed_rfid"):
         return session.user_id == cred.user.id
     return not evse.needs_auth or cred.user.id in evse.users

@@ -2,8 +2,9 @@
 
 A session runs from plug-in to unplug. It remembers the credential that identified it (user,
 card), and the per-session overrides of `override_device` (C: charging disabled, E: EVSE rules
-off, U: user rules off, `mamps`: current cap), which end with the session. A credential entered
-for an EVSE before a car is plugged in waits there for a short while (`PREAUTH_WINDOW_S`) and is
+off, U: user rules off, `mamps`: current cap), which end with the session. Overrides given while
+no car is plugged in wait for the next session and start with it. A credential entered for an
+EVSE before a car is plugged in waits there for a short while (`PREAUTH_WINDOW_S`) and is
 applied at plug-in.
 
 Sessions are persisted (key/value namespace `session`) on every change, so after a restart a car
@@ -18,6 +19,8 @@ from chargebrain.store.db import Store
 
 SESSION_NS = "session"
 PENDING_PREFIX = "pending:"
+OVERRIDE_PREFIX = "override:"
+OVERRIDE_FIELDS = frozenset({"charging_disabled", "evse_rules_off", "user_rules_off", "mamps"})
 PREAUTH_WINDOW_S = 120.0
 
 OVERRIDE_C = 1  # bit0: charging disabled
@@ -69,10 +72,14 @@ class SessionBook:
         self._store = store
         self._sessions: dict[str, Session] = {}
         self._pending: dict[str, Pending] = {}
+        self._next_overrides: dict[str, dict[str, object]] = {}
         for key, raw in store.kv_all(SESSION_NS).items():
             if key.startswith(PENDING_PREFIX):
                 pending = Pending(**raw)
                 self._pending[pending.dev_id] = pending
+            elif key.startswith(OVERRIDE_PREFIX):
+                self._next_overrides[key[len(OVERRIDE_PREFIX):]] = {
+                    k: v for k, v in raw.items() if k in OVERRIDE_FIELDS}
             else:
                 self._sessions[key] = Session(**raw)
 
@@ -118,6 +125,26 @@ class SessionBook:
             return None
         self._store.kv_delete(SESSION_NS, PENDING_PREFIX + dev_id)
         return pending.secret if now_s <= pending.until_s else None
+
+    # -- overrides given with no car plugged in ------------------------------------------------
+
+    def next_overrides(self, dev_id: str) -> dict[str, object]:
+        """Overrides waiting for the next session at `dev_id` (Session field → value)."""
+        return dict(self._next_overrides.get(dev_id, {}))
+
+    def set_next_overrides(self, dev_id: str, changes: dict[str, object]) -> None:
+        """Add override changes for the next session at `dev_id` (persisted)."""
+        merged = {**self._next_overrides.get(dev_id, {}), **changes}
+        self._store.kv_set(SESSION_NS, OVERRIDE_PREFIX + dev_id, merged)
+        self._next_overrides[dev_id] = merged
+
+    def take_next_overrides(self, dev_id: str) -> dict[str, object]:
+        """The overrides waiting for `dev_id`, removed (a session starts, or the EVSE went)."""
+        changes = self._next_overrides.pop(dev_id, None)
+        if changes is None:
+            return {}
+        self._store.kv_delete(SESSION_NS, OVERRIDE_PREFIX + dev_id)
+        return changes
 
     def forget_user(self, user_id: str) -> list[str]:
         """Sessions identified by a deleted user lose that identity; returns their dev_ids."""

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 from chargebrain.api.commands import Access, Command
 from chargebrain.api.errors import bad_request, not_found
 from chargebrain.auth import require_admin
-from chargebrain.core.site import DisablePolicy
+from chargebrain.control.policy import policy_setpoint
 from chargebrain.devices.base import EvseSetpoint
 from chargebrain.devices.config import EvseConfig
 from chargebrain.devices.drivers.ajax import (
@@ -76,40 +76,47 @@ async def set_ajax_meter(app: ChargeBrain, req: ApiRequest) -> str:
 
 
 async def set_ajax_evse(app: ChargeBrain, req: ApiRequest) -> dict[str, Any]:
-    """Store what an HTTP-input wallbox pushes; answer what it must do now."""
+    """Store what an HTTP-input wallbox pushes; answer what it must do now.
+
+    While load management is on, the answer is always a plan's: a push that no plan covers
+    yet (a new wallbox, a car just plugged in) runs one at once and waits for it; if it cannot
+    finish in time the answer is 0 A, charging not enabled. Only where control is given up
+    (observation mode, a disabled device, the control cycle stopped) does `disable_policy`
+    apply.
+    """
     device = _accept_push(app, req, AjaxEvse, "wallbox", parse_evse_push)
     driver = device.driver
     assert isinstance(driver, AjaxEvse)
-    # In observation mode nothing is controlled, so an old setpoint must not be handed out.
-    setpoint = driver.setpoint if app.params["lb_enabled"] else None
-    return control_answer(device, setpoint, int(app.params["disable_policy"]))
-
-
-def control_answer(device: Device, setpoint: EvseSetpoint | None, disable_policy: int
-                   ) -> dict[str, Any]:
-    """The set_ajax_evse answer: the latest setpoint, or, when load management has not set
-    one (observation mode, not yet, device disabled), what `disable_policy` leaves it with."""
     config = device.config
     assert isinstance(config, EvseConfig)
-    enabled = config.device_enabled == 1
-    if setpoint is None or not enabled:
-        setpoint = policy_setpoint(config, device.status.max_current_ma, disable_policy)
-    return {"device_enabled": enabled,
+    policy = int(app.params["disable_policy"])
+    if not app.params["lb_enabled"] or not device.enabled:
+        return control_answer(device, policy_setpoint(config, device.status.max_current_ma,
+                                                      policy))
+    cycle = app.cycle
+    if cycle.stopping:  # control given up: what stop() left it with, else disable_policy
+        return control_answer(device, driver.setpoint or policy_setpoint(
+            config, device.status.max_current_ma, policy))
+    setpoint = NOTHING
+    if not cycle.needs_plan(device) or await cycle.plan_for(
+            device, min(PLAN_WAIT_S, cycle.period_s)):
+        setpoint = driver.setpoint or NOTHING
+    cycle.delivered(device, setpoint)
+    return control_answer(device, setpoint)
+
+
+PLAN_WAIT_S = 2.0  # the longest a set_ajax_evse answer waits for a plan covering the wallbox
+NOTHING = EvseSetpoint(0, enabled=False)
+
+
+def control_answer(device: Device, setpoint: EvseSetpoint) -> dict[str, Any]:
+    """The set_ajax_evse answer for `setpoint`."""
+    config = device.config
+    assert isinstance(config, EvseConfig)
+    return {"device_enabled": config.device_enabled == 1,
             "charging_enabled": setpoint.charging_allowed,
             "paused": bool(device.status.paused),
             "charging_current": setpoint.current_ma if setpoint.charging_allowed else 0}
-
-
-def policy_setpoint(config: EvseConfig, evaluated_max_ma: int | None, disable_policy: int
-                    ) -> EvseSetpoint:
-    """What a wallbox is left with when nobody controls it (param `disable_policy`)."""
-    if disable_policy == DisablePolicy.OFF:
-        return EvseSetpoint(0, enabled=False)
-    if disable_policy == DisablePolicy.UNLIMITED:
-        if isinstance(config.max_charging_cur, int):
-            return EvseSetpoint(config.max_charging_cur)
-        return EvseSetpoint(evaluated_max_ma or config.min_charging_cur)
-    return EvseSetpoint(config.min_charging_cur)
 
 
 COMMANDS: dict[str, Command] = {

@@ -133,6 +133,9 @@ async def sim_vehicle(app: ChargeBrain, req: ApiRequest) -> dict[str, Any]:
                      rfid_presented=bool(changes.get("rfid")))
     except ValueError as err:
         raise bad_request(str(err)) from None
+    device = app.devices.get(slot.dev_id)
+    if device is not None:
+        await app.cycle.read_now(device)  # the plug-in is known at once, not next cycle
     return {"dev_id": slot.dev_id, **slot.get_car().as_dict()}
 
 

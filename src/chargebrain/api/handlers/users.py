@@ -131,11 +131,12 @@ async def enter_rfid(app: ChargeBrain, req: ApiRequest) -> Any:
     secret = req.required_text("rfid")
     dev_id = req.text("dev_id") or None
     try:
-        app.users.enter_rfid(secret, dev_id, time.time())
+        applied_at = app.users.enter_rfid(secret, dev_id, time.time())
     except UserError as err:
         if err.status == 403 and app.users.resolve(secret) is None:
             await app.auth.note_failure(req.remote)
         raise _api_error(err) from None
+    app.cycle.refresh_gate(applied_at)
     return "ok"
 
 
@@ -152,6 +153,7 @@ async def override_device(app: ChargeBrain, req: ApiRequest) -> Any:
         app.users.override(dev_id, flags, mamps, is_admin=is_admin, cred=cred)
     except UserError as err:
         raise _api_error(err) from None
+    app.cycle.refresh_gate(dev_id)  # get_dev_info shows it now; the next plan follows at once
     return "ok"
 
 
