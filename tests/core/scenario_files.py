@@ -19,6 +19,18 @@ base) and lists one or more cycles:
 
 A file without `cycles` may give `at`, `expect`, `diag`, `write` at the top level.
 
+A file with a `physics:` block is played as a closed loop (tests/core/physics.py): a car
+draws a setpoint `car_delay_s` after it was written, the grid meter sees the house load plus
+every car, and every cycle is checked against the limits; such cycles may set `house_ma` and
+need no expectations:
+
+    physics:
+      car_delay_s: 3                # a car follows a setpoint one cycle (3 s) later
+      meter_offset_s: -1.5          # the grid reading is 1.5 s older than the wallboxes'
+      grid_meter: M1                # the site's grid meter (added when missing)
+      house_ma: [10000, 10000, 10000]
+      car_phases: {E3: 1}           # default 3: the car draws on every phase of its box
+
 Patching: mappings merge key by key; the lists `groups`, `meters`, `evses` merge item by item on
 their id (`group_id` / `dev_id`); an item with `remove: true` is dropped; other values replace.
 Each cycle plans with the memory the previous cycle returned.
@@ -119,6 +131,7 @@ class Cycle:
     expect: dict[str, Any]
     diag: dict[str, Any] = field(default_factory=dict)
     write: bool | None = None
+    house_ma: tuple[int, int, int] | None = None  # physics only: the house load from now on
 
 
 @dataclass
@@ -127,6 +140,7 @@ class Scenario:
     description: str
     memory: PlanMemory
     cycles: list[Cycle]
+    physics: dict[str, Any] | None = None
 
 
 def load(name: str) -> Scenario:
@@ -139,11 +153,14 @@ def load(name: str) -> Scenario:
     cycles = []
     for raw in raw_cycles:
         site = merge(site, raw.get("site", {}))
-        if not raw.get("expect") and not raw.get("diag"):
+        if not raw.get("expect") and not raw.get("diag") and "physics" not in data:
             raise ValueError(f"{name}: a cycle without expectations")
+        house = raw.get("house_ma")
         cycles.append(Cycle(float(raw.get("at", 0)), build_site(site), raw.get("expect", {}),
-                            raw.get("diag", {}), raw.get("write")))
-    return Scenario(name, data.get("description", ""), build_memory(data.get("memory")), cycles)
+                            raw.get("diag", {}), raw.get("write"),
+                            tuple(house) if house is not None else None))
+    return Scenario(name, data.get("description", ""), build_memory(data.get("memory")), cycles,
+                    data.get("physics"))
 
 
 def scenario_names() -> list[str]:

@@ -71,6 +71,7 @@ from chargebrain.control.virtual import SiteFlows, VirtualMeters
 from chargebrain.core.budget import meter_currents_ma
 from chargebrain.core.model import SITE_GROUP, Setpoint
 from chargebrain.core.plan import plan
+from chargebrain.core.release import released_ma
 from chargebrain.core.site import (
     CommandSample,
     DrawSample,
@@ -350,7 +351,12 @@ class ControlCycle:
         if self._stopping:
             return
         now = self.clock()
-        await self.registry.read(device, now, self._io_budget_s)
+        attach = getattr(device.config, "attach", "")
+        meter = self.registry.get(attach) if attach else None
+        reads = [self.registry.read(device, now, self._io_budget_s)]
+        if meter is not None:  # its energy counts for the session this reading may end
+            reads.append(self.registry.read(meter, now, self._io_budget_s))
+        await asyncio.gather(*reads)
         self.observe(device, now)
         if self.needs_plan(device):
             self.request()
@@ -391,6 +397,40 @@ class ControlCycle:
                 log.exception("plan for %s failed", device.dev_id)
                 return False
         return not self.needs_plan(device)
+
+    def answer(self, device: Device) -> EvseSetpoint:
+        """What an HTTP-input wallbox is told now: its planned setpoint, held at what it was
+        last told while other wallboxes still have cuts of the same plan to receive (see
+        core.release: cuts before raises)."""
+        driver = device.driver
+        assert isinstance(driver, AjaxEvse)
+        setpoint = driver.setpoint
+        if setpoint is None or self.last is None:
+            return setpoint or EvseSetpoint(0, enabled=False)
+        planned: dict[str, int] = {}
+        told: dict[str, int] = {}
+        for other in self.registry.all():
+            if not isinstance(other.driver, AjaxEvse):
+                continue
+            sp = other.driver.setpoint
+            planned[other.dev_id] = sp.current_ma if sp is not None and sp.charging_allowed else 0
+            told[other.dev_id] = self._told_ma(other)
+        current = released_ma(device.dev_id, planned, told, self.last.result.diagnostics)
+        if current == planned.get(device.dev_id, 0):
+            return setpoint
+        return EvseSetpoint(current, enabled=current > 0, one_phase=setpoint.one_phase)
+
+    def _told_ma(self, device: Device) -> int:
+        """What an HTTP-input wallbox was last told and may still draw (0 once a reading
+        after it shows no car)."""
+        history = self._history.get(device.dev_id)
+        if history is None or not history.commands:
+            return 0
+        last = history.commands[-1]
+        if history.readings and history.readings[-1].at_s > last.at_s and (
+                not history.readings[-1].plugged):
+            return 0
+        return last.current_ma
 
     def delivered(self, device: Device, setpoint: EvseSetpoint) -> None:
         """An HTTP-input wallbox was handed `setpoint` in a set_ajax_evse answer just now."""

@@ -87,7 +87,7 @@ class _Prepared:
     surplus_w: int
     evse_w: int  # what all EVSEs draw now
     over_ma: Phases  # measured site load above the gross limit, per phase (0 where none)
-    site_high_draw_ma: dict[str, Phases]  # controlled EVSEs: most they drew at the grid reading
+    site_low_draw_ma: dict[str, Phases]  # controlled EVSEs: least they drew at the grid reading
     non_evse_memory: dict[int, Phases]  # what grid-metered nodes were booked with (memory)
 
 
@@ -131,23 +131,24 @@ def _overdraft_left_ma(p: _Prepared, controlled: list[_EvseView],
                        setpoints: Mapping[str, Setpoint]) -> int:
     """The part of a measured overdraft that this step's setpoints do not command away.
 
-    On each building phase: load above the gross limit, minus what the controlled EVSEs drew
-    at the grid reading (at most) beyond what they are now given. An overdraft that the new
-    setpoints already remove (a house-load jump answered by cutting the cars) costs no
-    penalty; one they cannot remove (load we do not control, a wallbox that ignores its
-    setpoint) does."""
+    On each building phase: load above the gross limit, minus what the controlled EVSEs surely
+    drew at the grid reading (the low end of their draw range) beyond what they are now given.
+    An overdraft that the new setpoints already remove (a house-load jump answered by cutting
+    the cars) costs no penalty; one they cannot remove (load we do not control, a wallbox that
+    ignores its setpoint) does. Crediting only the low end keeps the rule safe: a cut is
+    counted only as far as the car is known to have drawn what is cut."""
     over = p.over_ma
     if max(over) <= 0:
         return 0
     cut = [0, 0, 0]
     for v in controlled:
-        high = p.site_high_draw_ma.get(v.evse.dev_id)
-        if high is None:
+        low = p.site_low_draw_ma.get(v.evse.dev_id)
+        if low is None:
             continue
         given = _given_ma(v, setpoints[v.evse.dev_id])
         for i in range(3):
-            if high[i] > given[i]:
-                cut[i] += high[i] - given[i]
+            if low[i] > given[i]:
+                cut[i] += low[i] - given[i]
     return max(0, max(over[i] - cut[i] for i in range(3)))
 
 
@@ -303,7 +304,7 @@ def _prepare(site: SiteInput, memory: PlanMemory, now_s: float,
         if v.draw_ma != ZERO:
             drawn[v.group_id] = add(drawn.get(v.group_id, ZERO), v.draw_ma)
     booked_below = _subtree_sums(tree, booked)
-    draw_bounds, site_high = _draw_bounds_below(site, views, tree, now_s)
+    draw_bounds, site_low = _draw_bounds_below(site, views, tree, now_s)
 
     # The EVSE-only cap covers every wallbox, so what uncontrolled ones may draw comes off it.
     evse_cap = (sub((s.max_total_evse_current_ma,) * 3, booked_below.get(SITE_GROUP, ZERO))
@@ -340,13 +341,13 @@ def _prepare(site: SiteInput, memory: PlanMemory, now_s: float,
     snap = Snapshot(now_s, specs, tuple(_demand(v) for v in views if v.controlled), params,
                     memory.evses)
     return _Prepared(snap, views, tree, budget, evse_cap, over, penalty, until, grid_w,
-                     surplus_w, evse_w, over_ma, site_high, remembered)
+                     surplus_w, evse_w, over_ma, site_low, remembered)
 
 
 def _draw_bounds_below(site: SiteInput, views: list[_EvseView], tree: Tree, now_s: float
                        ) -> tuple[dict[int, tuple[Phases, Phases]], dict[str, Phases]]:
     """For every node with a fresh grid meter: the (lowest, highest) draw of all EVSEs below
-    it at the time of its grid reading (building frame; see core.budget). Also the highest
+    it at the time of its grid reading (building frame; see core.budget). Also the lowest
     draw of each controlled EVSE at the site's grid reading (for the overdraft rule)."""
     read_at: dict[int, float] = {}
     for m in site.meters:
@@ -355,9 +356,9 @@ def _draw_bounds_below(site: SiteInput, views: list[_EvseView], tree: Tree, now_
         g = m.group_id if m.group_id in tree.nodes else SITE_GROUP
         read_at[g] = min(read_at.get(g, m.read_at_s), m.read_at_s)
     out: dict[int, tuple[Phases, Phases]] = {}
-    site_high: dict[str, Phases] = {}
+    site_low: dict[str, Phases] = {}
     if not read_at:
-        return out, site_high
+        return out, site_low
     settle_s = site.settings.settle_s
     response_s = site.settings.response_s
     for v in views:
@@ -370,17 +371,18 @@ def _draw_bounds_below(site: SiteInput, views: list[_EvseView], tree: Tree, now_
                 low, high = draw_bounds_ma(e.readings, e.commands, e.phases_mask, at_s,
                                            settle_s, response_s)
                 rotation = _ROTATIONS.get(e.phase_rotation_deg)
-                if rotation is None:
-                    low = high = (max(high),) * 3
+                if rotation is None:  # unknown wiring: any building phase may carry it
+                    low = (min(low),) * 3 if min(low) > 0 else ZERO
+                    high = (max(high),) * 3
                 elif rotation:
                     low, high = rotate_phases(low, rotation), rotate_phases(high, rotation)
             else:
                 low = high = v.draw_ma
             if node == SITE_GROUP and v.controlled:
-                site_high[e.dev_id] = high
+                site_low[e.dev_id] = low
             lo_sum, hi_sum = out.get(node, (ZERO, ZERO))
             out[node] = (add(lo_sum, low), add(hi_sum, high))
-    return out, site_high
+    return out, site_low
 
 
 def _subtree_sums(tree: Tree, per_group: dict[int, Phases]) -> dict[int, Phases]:
@@ -531,16 +533,20 @@ def _diagnostics(site: SiteInput, p: _Prepared, setpoints: dict[str, Setpoint],
     over, penalty, grid_w, surplus_w = p.overdraft, p.penalty, p.grid_w, p.surplus_w
     s = site.settings
     per_group: dict[int, list[int]] = {}
+    evse_phases: dict[str, tuple[int, int]] = {}
     for v in views:
-        cur = setpoints[v.evse.dev_id].current_ma
-        if v.controlled and cur > 0:
+        if not v.controlled:
+            continue
+        sp = setpoints[v.evse.dev_id]
+        mask = v.mask
+        if sp.one_phase is not None:  # the planner chose the phases of a switchable box
+            mask = _ROTATED[_ROTATIONS[v.evse.phase_rotation_deg]][sp.phases_mask & 0b111]
+        evse_phases[v.evse.dev_id] = (v.group_id, mask)
+        cur = sp.current_ma
+        if cur > 0:
             acc = per_group.get(v.group_id)
             if acc is None:
                 acc = per_group[v.group_id] = [0, 0, 0]
-            mask = v.mask
-            sp = setpoints[v.evse.dev_id]
-            if sp.one_phase is not None:  # the planner chose the phases of a switchable box
-                mask = _ROTATED[_ROTATIONS[v.evse.phase_rotation_deg]][sp.phases_mask & 0b111]
             if mask & 1:
                 acc[0] += cur
             if mask & 2:
@@ -595,4 +601,5 @@ def _diagnostics(site: SiteInput, p: _Prepared, setpoints: dict[str, Setpoint],
         error_power_w=error_w,
         imbalance_ma=max(judged) - min(judged),
         nodes=nodes,
+        evse_phases=evse_phases,
     )

@@ -231,6 +231,8 @@ class Diagnostics:
     error_power_w: int = 0  # booked load of EVSEs in COM error
     imbalance_ma: int = 0  # max − min phase load as judged by the imbalance rule
     nodes: Mapping[int, NodeDiagnostics] = field(default_factory=dict)
+    # controlled EVSEs: (their node, the building phases a setpoint of theirs loads)
+    evse_phases: Mapping[str, tuple[int, int]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)

@@ -100,7 +100,7 @@ async def set_ajax_evse(app: ChargeBrain, req: ApiRequest) -> dict[str, Any]:
     setpoint = NOTHING
     if not cycle.needs_plan(device) or await cycle.plan_for(
             device, min(PLAN_WAIT_S, cycle.period_s)):
-        setpoint = driver.setpoint or NOTHING
+        setpoint = cycle.answer(device)
     cycle.delivered(device, setpoint)
     return control_answer(device, setpoint)
 
