@@ -122,7 +122,7 @@ def encode(value: int | float | str, kind: DataType, word_order: WordOrder = Wor
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise CodecError(f"a {kind} value must be a number")
     if kind in FLOAT_TYPES:
-        size, fmt = FLOAT_TYPES[kind]
+        fmt = FLOAT_TYPES[kind][1]
         try:
             raw_bytes = struct.pack(fmt, float(value))
         except OverflowError:
