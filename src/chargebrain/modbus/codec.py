@@ -92,6 +92,7 @@ def decode_int(registers: list[int], signed: bool,
 
 def register_count(kind: DataType, length: int | None = None) -> int:
     """How many registers a value of `kind` spans (`length` is a string's register count)."""
+    kind = _parse(kind, WordOrder.HIGH_FIRST)[0]
     if kind is DataType.STR:
         if length is None or length < 1:
             raise CodecError("a string needs a length of at least 1 register")
@@ -111,7 +112,7 @@ def encode(value: int | float | str, kind: DataType, word_order: WordOrder = Wor
     """The registers that carry `value`; CodecError if it does not fit.
 
     `length` (registers) is for strings only; without it a string takes `string_length`."""
-    kind, word_order = DataType(kind), WordOrder(word_order)
+    kind, word_order = _parse(kind, word_order)
     _check_scale(kind, scale)
     if kind is DataType.STR:
         if not isinstance(value, str):
@@ -139,7 +140,7 @@ def encode(value: int | float | str, kind: DataType, word_order: WordOrder = Wor
 def decode(registers: list[int] | tuple[int, ...], kind: DataType,
            word_order: WordOrder = WordOrder.HIGH_FIRST, scale: int = 0) -> int | float | str:
     """The value held by `registers`; CodecError for a wrong count or a word over 16 bits."""
-    kind, word_order = DataType(kind), WordOrder(word_order)
+    kind, word_order = _parse(kind, word_order)
     _check_scale(kind, scale)
     words = _checked(registers)
     if kind is DataType.STR:
@@ -170,6 +171,17 @@ def shortest_float32(number: float) -> float:
             if struct.pack(">f", candidate) == packed:
                 return candidate
     return number
+
+
+def _parse(kind: str, word_order: str) -> tuple[DataType, WordOrder]:
+    try:
+        data_type = DataType(kind)
+    except ValueError:
+        raise CodecError(f"unknown type {kind!r}: use {', '.join(DataType)}") from None
+    try:
+        return data_type, WordOrder(word_order)
+    except ValueError:
+        raise CodecError(f"unknown word order {word_order!r}: use hl or lh") from None
 
 
 def _check_scale(kind: DataType, scale: int) -> None:
