@@ -4,8 +4,6 @@ loopback; plus the pure encoding with round-trip properties."""
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import math
 import struct
 
@@ -17,6 +15,7 @@ from pymodbus.simulator import DataType, SimData, SimDevice
 
 from chargebrain.modbus.address import AddressError, Endpoint, parse_host_port
 from chargebrain.modbus.codec import decode, encode, shortest_float32
+from tests.modbus.loopback import silent_server
 from tests.support.ports import free_port
 
 METER2_OFFSET = 2  # S0 meter 2: pulses (8050, q) is writable and nothing counts on it
@@ -112,26 +111,12 @@ async def test_closed_port_is_a_modbus_error(cb):
 
 
 async def test_silent_host_is_a_modbus_error_not_a_hang(cb):
-    accepted: list[asyncio.StreamWriter] = []
-
-    async def never_answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        accepted.append(writer)
-        with contextlib.suppress(Exception):
-            await reader.read(-1)
-
-    server = await asyncio.start_server(never_answer, "127.0.0.1", 0)
-    port = server.sockets[0].getsockname()[1]
-    try:
+    async with silent_server() as (port, _):
         status, answer = await cb.client.get("modbus_get", addr=f"127.0.0.1:{port}", reg=1)
         assert status == 400
         assert answer.startswith(f"modbus error: no answer from 127.0.0.1:{port}"), answer
         # the server stays responsive for everyone else meanwhile
         assert (await cb.client.get("get_dev_info"))[0] == 200
-    finally:
-        for writer in accepted:
-            writer.close()
-        server.close()
-        await server.wait_closed()
 
 
 # -- refused parameters -----------------------------------------------------------------------

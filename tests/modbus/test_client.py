@@ -5,7 +5,6 @@ device exceptions. Back-off is checked with an injected clock, never by waiting.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import re
 
 import pytest
@@ -20,7 +19,7 @@ from chargebrain.modbus.client import (
     ModbusTimeoutError,
     shared_pool,
 )
-from tests.modbus.loopback import plain_server
+from tests.modbus.loopback import plain_server, silent_server
 from tests.support.ports import free_port
 
 
@@ -112,31 +111,17 @@ async def test_backoff_doubles_up_to_the_maximum():
 
 
 async def test_silent_device_times_out_and_the_socket_is_dropped():
-    accepted: list[asyncio.StreamWriter] = []
-
-    async def never_answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        accepted.append(writer)
-        with contextlib.suppress(Exception):
-            await reader.read(-1)
-
-    silent = await asyncio.start_server(never_answer, "127.0.0.1", 0)
-    port = silent.sockets[0].getsockname()[1]
     pool = ModbusPool()
-    conn = pool.acquire(Endpoint("127.0.0.1", port))
-    try:
+    async with silent_server() as (port, accepted):
+        conn = pool.acquire(Endpoint("127.0.0.1", port))
         for attempt in (1, 2):
-            with pytest.raises(ModbusTimeoutError,
-                               match=re.escape(f"no answer from 127.0.0.1:{port} within 0.2 s")):
+            with pytest.raises(ModbusTimeoutError, match=re.escape(
+                    f"no answer from 127.0.0.1:{port} within 0.2 s")):
                 await conn.read(1, 0, 1, timeout_s=0.2)
             assert not conn.connected  # a late answer cannot be taken for the next one
-            assert conn.connects == attempt  # the next request connected afresh
+            assert conn.connects == attempt == len(accepted)  # the next request reconnects
         assert conn.retry_at_s is None  # a silent device is no reason to back off
-    finally:
         pool.release(conn)
-        for writer in accepted:
-            writer.close()
-        silent.close()
-        await silent.wait_closed()
 
 
 async def test_batched_reads_stay_under_the_cap(device):
