@@ -14,7 +14,9 @@ from pymodbus.server import ModbusTcpServer
 from pymodbus.simulator import DataType, SimData, SimDevice
 
 from chargebrain.modbus.address import AddressError, Endpoint, parse_host_port
+from chargebrain.modbus.client import shared_pool
 from chargebrain.modbus.codec import decode, encode, shortest_float32
+from tests.devices.support import stop_cycle
 from tests.modbus.loopback import silent_server
 from tests.support.ports import free_port
 
@@ -119,6 +121,22 @@ async def test_silent_host_is_a_modbus_error_not_a_hang(cb):
         assert (await cb.client.get("get_dev_info"))[0] == 200
 
 
+async def test_modbus_get_shares_the_connection_of_a_configured_device(cb):
+    await stop_cycle(cb)
+    status, _ = await cb.client.post("set_device", {"devices": [
+        {"dev_type": "evse_powerbrain", "address": _evse(cb), "id": 1}]})
+    assert status == 200
+    registry = cb.app.devices
+    device = registry.all()[-1]
+    assert await registry.read(device, registry.clock()) is not None
+    conn = shared_pool().connection(Endpoint("127.0.0.1", cb.modbus_base))
+    assert conn is not None and conn.connects == 1
+    requests = conn.requests
+    assert await cb.client.get("modbus_get", addr=_evse(cb), reg=8093) == (200, 160)
+    assert conn.requests == requests + 1 and conn.connects == 1  # the same TCP connection
+    assert conn.connected  # the device still holds its lease
+
+
 # -- refused parameters -----------------------------------------------------------------------
 
 BAD = [
@@ -156,6 +174,8 @@ BAD = [
     ("modbus_set", {"addr": "h:1", "reg": 1, "val": 7, "type": "d", "func": 6}, "use func=16"),
     ("modbus_set", {"addr": "h:1", "reg": 1, "val": "abcde", "type": "s", "cnt": 2},
      "does not fit in 2 registers"),
+    ("modbus_set", {"addr": "h:1", "reg": 1, "val": "a\0b", "type": "s"},
+     "val: strings cannot contain NUL"),
 ]
 
 
