@@ -31,6 +31,7 @@ from chargebrain.modbus.batch import MAX_READ_REGISTERS, Span, plan_reads, split
 DEFAULT_TIMEOUT_S = 2.0
 BACKOFF_INITIAL_S = 0.5
 BACKOFF_MAX_S = 30.0
+PYMODBUS_BACKSTOP_S = 600.0
 MAX_WRITE_REGISTERS = 123  # what one function-16 write may carry
 READ_HOLDING, READ_INPUT = 3, 4
 WRITE_SINGLE, WRITE_MULTIPLE = 6, 16
@@ -172,8 +173,11 @@ class Connection:
         self._drop()
         if self._failures and self.clock() < self._retry_at_s:
             raise ModbusConnectError(f"cannot connect to {self.endpoint}")
+        # pymodbus' own timeout is fixed per client, but requests on a shared connection bring
+        # their own: it is only a backstop, the timeouts that count are ours (asyncio.timeout)
         client = AsyncModbusTcpClient(self.endpoint.host, port=self.endpoint.port,
-                                      timeout=timeout_s, retries=0, reconnect_delay=0)
+                                      timeout=PYMODBUS_BACKSTOP_S, retries=0,
+                                      reconnect_delay=0)
         ok = False
         try:
             # the outer bound covers name resolution, which pymodbus does not time out
