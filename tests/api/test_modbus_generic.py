@@ -4,8 +4,6 @@ loopback; plus the pure encoding with round-trip properties."""
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import math
 import struct
 
@@ -15,14 +13,11 @@ from hypothesis import strategies as st
 from pymodbus.server import ModbusTcpServer
 from pymodbus.simulator import DataType, SimData, SimDevice
 
-from chargebrain.modbus_generic import (
-    ModbusAccessError,
-    Target,
-    decode,
-    encode,
-    parse_target,
-    shortest_float32,
-)
+from chargebrain.modbus.address import AddressError, Endpoint, parse_host_port
+from chargebrain.modbus.client import shared_pool
+from chargebrain.modbus.codec import decode, encode, shortest_float32
+from tests.devices.support import stop_cycle
+from tests.modbus.loopback import silent_server
 from tests.support.ports import free_port
 
 METER2_OFFSET = 2  # S0 meter 2: pulses (8050, q) is writable and nothing counts on it
@@ -118,26 +113,28 @@ async def test_closed_port_is_a_modbus_error(cb):
 
 
 async def test_silent_host_is_a_modbus_error_not_a_hang(cb):
-    accepted: list[asyncio.StreamWriter] = []
-
-    async def never_answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        accepted.append(writer)
-        with contextlib.suppress(Exception):
-            await reader.read(-1)
-
-    server = await asyncio.start_server(never_answer, "127.0.0.1", 0)
-    port = server.sockets[0].getsockname()[1]
-    try:
+    async with silent_server() as (port, _):
         status, answer = await cb.client.get("modbus_get", addr=f"127.0.0.1:{port}", reg=1)
         assert status == 400
         assert answer.startswith(f"modbus error: no answer from 127.0.0.1:{port}"), answer
         # the server stays responsive for everyone else meanwhile
         assert (await cb.client.get("get_dev_info"))[0] == 200
-    finally:
-        for writer in accepted:
-            writer.close()
-        server.close()
-        await server.wait_closed()
+
+
+async def test_modbus_get_shares_the_connection_of_a_configured_device(cb):
+    await stop_cycle(cb)
+    status, _ = await cb.client.post("set_device", {"devices": [
+        {"dev_type": "evse_powerbrain", "address": _evse(cb), "id": 1}]})
+    assert status == 200
+    registry = cb.app.devices
+    device = registry.all()[-1]
+    assert await registry.read(device, registry.clock()) is not None
+    conn = shared_pool().connection(Endpoint("127.0.0.1", cb.modbus_base))
+    assert conn is not None and conn.connects == 1
+    requests = conn.requests
+    assert await cb.client.get("modbus_get", addr=_evse(cb), reg=8093) == (200, 160)
+    assert conn.requests == requests + 1 and conn.connects == 1  # the same TCP connection
+    assert conn.connected  # the device still holds its lease
 
 
 # -- refused parameters -----------------------------------------------------------------------
@@ -177,6 +174,8 @@ BAD = [
     ("modbus_set", {"addr": "h:1", "reg": 1, "val": 7, "type": "d", "func": 6}, "use func=16"),
     ("modbus_set", {"addr": "h:1", "reg": 1, "val": "abcde", "type": "s", "cnt": 2},
      "does not fit in 2 registers"),
+    ("modbus_set", {"addr": "h:1", "reg": 1, "val": "a\0b", "type": "s"},
+     "val: strings cannot contain NUL"),
 ]
 
 
@@ -245,26 +244,26 @@ async def test_negative_values_are_twos_complement(cb, plain_device):
     assert await c.get("modbus_get", addr=plain_device, reg=70, type="d") == (200, -1)
 
 
-# -- the pure encoding ------------------------------------------------------------------------
+# -- the pure encoding (chargebrain.modbus.codec; the API's d, q, f, s are s32, s64, f32, str) --
 
 orders = st.sampled_from(["hl", "lh"])
 
 
 @given(st.integers(-2**31, 2**31 - 1), orders)
 def test_d_round_trip(value, order):
-    words = encode("d", value, order=order)
+    words = encode(value, "s32", order)
     assert len(words) == 2 and all(0 <= w <= 0xFFFF for w in words)
-    assert decode("d", words, order=order) == value
+    assert decode(words, "s32", order) == value
 
 
 @given(st.integers(-2**63, 2**63 - 1), orders)
 def test_q_round_trip(value, order):
-    assert decode("q", encode("q", value, order=order), order=order) == value
+    assert decode(encode(value, "s64", order), "s64", order) == value
 
 
 @given(st.floats(width=32, allow_nan=False, allow_infinity=False), orders)
 def test_f_round_trip(value, order):
-    back = decode("f", encode("f", value, order=order), order=order)
+    back = decode(encode(value, "f32", order), "f32", order)
     assert isinstance(back, float)
     assert struct.pack(">f", back) == struct.pack(">f", value) or (back == 0 and value == 0)
 
@@ -274,14 +273,14 @@ def test_f_round_trip(value, order):
 def test_s_round_trip(text, order):
     size = len(text.encode("utf-8"))
     cnt = max(1, (size + 1) // 2)
-    assert decode("s", encode("s", text, order=order, cnt=cnt), order=order) == text
+    assert decode(encode(text, "str", order, length=cnt), "str", order) == text
 
 
 def test_high_word_first_is_the_default():
-    assert encode("d", 0x12345678) == [0x1234, 0x5678]
-    assert encode("d", 0x12345678, order="lh") == [0x5678, 0x1234]
-    assert encode("s", "AB", cnt=2) == [0x4142, 0]
-    assert encode("f", 1.5) == [0x3FC0, 0]
+    assert encode(0x12345678, "s32") == [0x1234, 0x5678]
+    assert encode(0x12345678, "s32", "lh") == [0x5678, 0x1234]
+    assert encode("AB", "str", length=2) == [0x4142, 0]
+    assert encode(1.5, "f32") == [0x3FC0, 0]
 
 
 def test_float_reads_are_the_shortest_decimal():
@@ -290,18 +289,18 @@ def test_float_reads_are_the_shortest_decimal():
 
 
 @pytest.mark.parametrize(("addr", "target"), [
-    ("192.168.2.10:502", Target("192.168.2.10", 502)),
-    ("10.0.0.1", Target("10.0.0.1", 502)),
-    ("meter.local:1502", Target("meter.local", 1502)),
-    ("[::1]:4701", Target("::1", 4701)),
-    (" 127.0.0.1:4701 ", Target("127.0.0.1", 4701)),
+    ("192.168.2.10:502", Endpoint("192.168.2.10", 502)),
+    ("10.0.0.1", Endpoint("10.0.0.1", 502)),
+    ("meter.local:1502", Endpoint("meter.local", 1502)),
+    ("[::1]:4701", Endpoint("::1", 4701)),
+    (" 127.0.0.1:4701 ", Endpoint("127.0.0.1", 4701)),
 ])
 def test_parse_target(addr, target):
-    assert parse_target(addr) == target
+    assert parse_host_port(addr, 502) == target
 
 
 @pytest.mark.parametrize("addr", ["", "COM1", "/dev/ttyUSB0", "a:b:c", "host:0", "[::1]x",
                                   "-host:1", "host:"])
 def test_parse_target_refuses(addr):
-    with pytest.raises(ModbusAccessError):
-        parse_target(addr)
+    with pytest.raises(AddressError):
+        parse_host_port(addr, 502)

@@ -26,6 +26,8 @@ from pydantic import (
 
 from chargebrain.devices import types
 from chargebrain.devices.types import Family, Kind
+from chargebrain.modbus import address as modbus_address
+from chargebrain.modbus.address import AddressError, Endpoint
 
 MAX_TEXT = 256
 MAX_FORMULA = 1024
@@ -239,16 +241,14 @@ def check_address(dev_type: str, address: str) -> None:
         parse_host_port(address, "meter1, meter2")
 
 
-def parse_host_port(address: str, local: str) -> tuple[str, int]:
-    """Split `host:port` (IPv6 as `[::1]:4701`); raise ValueError with a clear message."""
-    host, sep, port_text = address.rpartition(":")
-    host = host.strip("[]") if host.startswith("[") else host
-    if not sep or not host or not port_text.isdigit() or any(c.isspace() for c in host):
-        raise ValueError(f"address must be {local} or host:port")
-    port = int(port_text)
-    if not 1 <= port <= 65535:
-        raise ValueError("address port must be between 1 and 65535")
-    return host, port
+def parse_host_port(address: str, local: str) -> Endpoint:
+    """`host:port` of a remote unit (chargebrain.modbus.address), with this field's messages."""
+    try:
+        return modbus_address.parse_host_port(address)
+    except AddressError as err:
+        if err.problem == "port":
+            raise ValueError("address port must be between 1 and 65535") from None
+        raise ValueError(f"address must be {local} or host:port") from None
 
 
 def validate_config(raw: dict[str, Any]) -> DeviceConfig:

@@ -3,15 +3,19 @@
 This table is the only description of the controller's registers. The Modbus TCP server, the
 `cmd=modbus` handler, `read=all`, persistence and docs/registers.md are all derived from it.
 
-Encoding (spec §4): registers are 16 bit, big-endian; a 2-register field (`d`) is a 32-bit
-integer, a 4-register field (`q`) a 64-bit integer, high word first; a string (`s`) holds two
-characters per register, high byte first, NUL-padded.
+Encoding (spec §4), done by chargebrain.modbus.codec like every other Modbus value: registers
+are 16 bit, big-endian; a 2-register field (`d`) is a 32-bit integer, a 4-register field (`q`)
+a 64-bit integer, high word first; a string (`s`) holds two UTF-8 bytes per register, high byte
+first, NUL-padded.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Literal
+
+from chargebrain.modbus import codec
+from chargebrain.modbus.codec import DataType, int_bounds
 
 BASE_ADDRESS = 8000
 UNIT_NAMES = ("evse", "meter1", "meter2")
@@ -107,54 +111,32 @@ def natural_suffix(kind: Kind, size: int) -> str:
     return {1: "", 2: "d", 4: "q"}[size]
 
 
-# -- encoding -----------------------------------------------------------------------------------
+# -- encoding (through chargebrain.modbus.codec) ---------------------------------------------
 
 def int_min(size: int, signed: bool) -> int:
-    return -(1 << (16 * size - 1)) if signed else 0
+    return int_bounds(size, signed)[0]
 
 
 def int_max(size: int, signed: bool) -> int:
-    return (1 << (16 * size - 1)) - 1 if signed else (1 << (16 * size)) - 1
+    return int_bounds(size, signed)[1]
 
 
 def fits(value: int, size: int, signed: bool) -> bool:
     return int_min(size, signed) <= value <= int_max(size, signed)
 
 
-def encode_int(value: int, size: int, signed: bool) -> list[int]:
-    """`value` as `size` registers, high word first (two's complement when signed)."""
-    if not fits(value, size, signed):
-        raise ValueError(f"{value} does not fit in {size} registers")
-    raw = value & ((1 << (16 * size)) - 1)
-    return [(raw >> (16 * (size - 1 - i))) & 0xFFFF for i in range(size)]
-
-
-def decode_int(registers: list[int], signed: bool) -> int:
-    """The integer held by `registers` (high word first)."""
-    raw = 0
-    for word in registers:
-        raw = (raw << 16) | (word & 0xFFFF)
-    bits = 16 * len(registers)
-    if signed and raw >= 1 << (bits - 1):
-        raw -= 1 << bits
-    return raw
+encode_int = codec.encode_int  # `value` as `size` registers, high word first
+decode_int = codec.decode_int  # the integer held by `registers`, high word first
 
 
 def encode_str(text: str, size: int) -> list[int]:
-    """`text` (Latin-1, no NUL) as `size` registers, high byte first, NUL-padded."""
-    data = text.encode("latin-1")
-    if b"\x00" in data:
-        raise ValueError("strings cannot contain NUL")
-    if len(data) > 2 * size:
-        raise ValueError(f"string longer than {2 * size} characters")
-    data = data.ljust(2 * size, b"\x00")
-    return [(data[i] << 8) | data[i + 1] for i in range(0, 2 * size, 2)]
+    """`text` (UTF-8, no NUL) as `size` registers, high byte first, NUL-padded."""
+    return codec.encode(text, DataType.STR, length=size)
 
 
 def decode_str(registers: list[int]) -> str:
     """The string held by `registers`, up to the first NUL."""
-    data = bytes(b for w in registers for b in ((w >> 8) & 0xFF, w & 0xFF))
-    return data.split(b"\x00", 1)[0].decode("latin-1")
+    return str(codec.decode(registers, DataType.STR))
 
 
 def encode(reg: Register, value: int | str) -> list[int]:

@@ -3,7 +3,11 @@
 `addr=IP:port&func=3|4 (get) or 6|16 (set)&id=<unit>&reg=<decimal or 0x…>[&val=…]
 [&type=w|d|f|q|s][&cnt=<registers of a string>][&order=hl|lh]`. Reads answer the value (a
 number, or a string for `s`), writes answer "ok". A failing device is HTTP 400
-`"modbus error: …"` (never a 5xx). Encoding and I/O live in chargebrain/modbus_generic.py.
+`"modbus error: …"` (never a 5xx). Encoding and I/O are chargebrain.modbus (codec, shared
+client); this module maps the API's type letters onto the codec's types.
+- `w` one register: reads unsigned, writes −32768…65535 (two's complement);
+- `d` 32-bit over 2 registers, `q` 64-bit over 4: read signed, written signed or unsigned;
+- `f` float32 over 2 registers; `s` a UTF-8 string over `cnt` registers.
 """
 
 from __future__ import annotations
@@ -13,35 +17,43 @@ from typing import TYPE_CHECKING, Any
 
 from chargebrain.api.commands import Access, Command
 from chargebrain.api.errors import ApiError, bad_request
-from chargebrain.modbus_generic import (
-    MAX_READ_REGS,
-    MAX_WRITE_REGS,
-    READ_FUNCTIONS,
-    TYPES,
-    WRITE_FUNCTIONS,
-    ModbusAccessError,
-    ReadRequest,
-    Target,
-    WriteRequest,
-    check_value,
-    decode,
-    encode,
-    parse_target,
-    read_registers,
-    register_count,
-    write_registers,
+from chargebrain.modbus import codec
+from chargebrain.modbus.address import DEFAULT_PORT, AddressError, Endpoint, parse_host_port
+from chargebrain.modbus.batch import MAX_READ_REGISTERS
+from chargebrain.modbus.client import (
+    MAX_WRITE_REGISTERS,
+    READ_HOLDING,
+    READ_INPUT,
+    WRITE_MULTIPLE,
+    WRITE_SINGLE,
+    ModbusError,
+    shared_pool,
 )
+from chargebrain.modbus.codec import DataType, WordOrder
 
 if TYPE_CHECKING:
     from chargebrain.api.request import ApiRequest
     from chargebrain.app import ChargeBrain
 
 
-def _target(req: ApiRequest) -> Target:
+READ_FUNCTIONS = (READ_HOLDING, READ_INPUT)
+WRITE_FUNCTIONS = (WRITE_SINGLE, WRITE_MULTIPLE)
+TYPES = {"w": DataType.U16, "d": DataType.S32, "f": DataType.F32, "q": DataType.S64,
+         "s": DataType.STR}  # the type a read decodes
+UNSIGNED = {"w": DataType.U16, "d": DataType.U32, "q": DataType.U64}  # writes above signed max
+SIGNED = {"w": DataType.S16, "d": DataType.S32, "q": DataType.S64}
+FLOAT32_MAX = 3.4028234663852886e38
+
+
+def _target(req: ApiRequest) -> Endpoint:
     try:
-        return parse_target(req.required_text("addr"))
-    except ModbusAccessError as err:
-        raise bad_request(str(err)) from None
+        return parse_host_port(req.required_text("addr"), DEFAULT_PORT)
+    except AddressError as err:
+        if err.problem == "serial":
+            raise bad_request(str(err)) from None
+        if err.problem == "port":
+            raise bad_request(f"bad addr: {err}") from None
+        raise bad_request("bad addr: use IP:port") from None
 
 
 def _register(req: ApiRequest) -> int:
@@ -62,11 +74,11 @@ def _kind(req: ApiRequest) -> str:
     return kind
 
 
-def _order(req: ApiRequest) -> str:
+def _order(req: ApiRequest) -> WordOrder:
     order = (req.text("order", "hl") or "hl").strip().lower()
     if order not in ("hl", "lh"):
         raise bad_request("order must be hl or lh")
-    return order
+    return WordOrder(order)
 
 
 def _cnt(req: ApiRequest, kind: str, most: int) -> int | None:
@@ -127,6 +139,29 @@ def _unit_id(req: ApiRequest) -> int:
     return unit_id
 
 
+def _write_type(kind: str, value: int | float | str) -> DataType:
+    """The codec type a write of `value` uses; 400 when the API's range refuses it."""
+    if kind in ("s", "f"):
+        if kind == "f" and (not math.isfinite(value) or abs(value) > FLOAT32_MAX):  # type: ignore[arg-type]
+            raise bad_request("val must be a finite number that fits a 32-bit float")
+        return TYPES[kind]
+    lo = codec.int_range(SIGNED[kind])[0]
+    hi = codec.int_range(UNSIGNED[kind])[1]
+    if not isinstance(value, int) or not lo <= value <= hi:
+        raise bad_request(f"val out of range for type {kind}: {lo} to {hi}")
+    return SIGNED[kind] if value < 0 else UNSIGNED[kind]
+
+
+def _string_length(value: str, cnt: int | None) -> int:
+    size = len(value.encode("utf-8"))
+    length = codec.string_length(value) if cnt is None else cnt
+    if size > length * 2:
+        raise bad_request(f"val does not fit in {length} registers")
+    if length > MAX_WRITE_REGISTERS:
+        raise bad_request(f"a string may span at most {MAX_WRITE_REGISTERS} registers")
+    return length
+
+
 def _fits(address: int, count: int) -> None:
     if address + count > 0x10000:
         raise bad_request("reg + registers exceed 65535")
@@ -135,43 +170,51 @@ def _fits(address: int, count: int) -> None:
 async def modbus_get(app: ChargeBrain, req: ApiRequest) -> Any:
     """Read one typed value from a Modbus TCP device."""
     target = _target(req)
-    func = _func(req, READ_FUNCTIONS, 3, "modbus_get reads")
+    func = _func(req, READ_FUNCTIONS, READ_HOLDING, "modbus_get reads")
     kind = _kind(req)
     order = _order(req)
     address = _register(req)
     unit_id = _unit_id(req)
-    count = register_count(kind, _cnt(req, kind, MAX_READ_REGS) or 1)
+    count = codec.register_count(TYPES[kind], _cnt(req, kind, MAX_READ_REGISTERS) or 1)
     _fits(address, count)
     try:
-        words = await read_registers(ReadRequest(target, unit_id, func, address, count))
-    except ModbusAccessError as err:
-        raise ApiError(str(err), 400) from None
-    return decode(kind, words, order=order)
+        async with shared_pool().lease(target) as conn:
+            words = await conn.read(unit_id, address, count, func=func)
+    except ModbusError as err:
+        raise ApiError(f"modbus error: {err}", 400) from None
+    value = codec.decode(words, TYPES[kind], order)
+    if isinstance(value, float) and not math.isfinite(value):
+        return None  # JSON has no NaN or infinity
+    return value
 
 
 async def modbus_set(app: ChargeBrain, req: ApiRequest) -> str:
     """Write one typed value to a Modbus TCP device."""
     target = _target(req)
     kind = _kind(req)
-    func = _func(req, WRITE_FUNCTIONS, 6 if kind == "w" else 16, "modbus_set writes")
+    func = _func(req, WRITE_FUNCTIONS, WRITE_SINGLE if kind == "w" else WRITE_MULTIPLE,
+                 "modbus_set writes")
     order = _order(req)
     address = _register(req)
     unit_id = _unit_id(req)
-    cnt = _cnt(req, kind, MAX_WRITE_REGS)
+    cnt = _cnt(req, kind, MAX_WRITE_REGISTERS)
     value = _value(req, kind)
-    try:
-        count = check_value(kind, value, cnt)
-    except ModbusAccessError as err:
-        raise bad_request(str(err)) from None
-    if func == 6 and count != 1:
+    data_type = _write_type(kind, value)
+    length = _string_length(value, cnt) if isinstance(value, str) else None
+    count = codec.register_count(data_type, length)
+    if func == WRITE_SINGLE and count != 1:
         raise bad_request(f"func 6 writes one register; type {kind} needs {count}: "
                           "use func=16")
     _fits(address, count)
-    words = encode(kind, value, order=order, cnt=count)
     try:
-        await write_registers(WriteRequest(target, unit_id, func, address, tuple(words)))
-    except ModbusAccessError as err:
-        raise ApiError(str(err), 400) from None
+        words = codec.encode(value, data_type, order, length=length)
+    except codec.CodecError as err:  # a NUL inside a string
+        raise bad_request(f"val: {err}") from None
+    try:
+        async with shared_pool().lease(target) as conn:
+            await conn.write(unit_id, address, words, func=func)
+    except ModbusError as err:
+        raise ApiError(f"modbus error: {err}", 400) from None
     return "ok"
 
 

@@ -55,5 +55,5 @@ def _registers(config: cfg.DeviceConfig, timeout_s: float, powerbrain: Callable[
                ) -> Registers:
     if config.address in (cfg.LOCAL_EVSE_ADDRESS, *cfg.LOCAL_METER_ADDRESSES):
         return LocalRegisters(powerbrain, config.address)
-    host, port = cfg.parse_host_port(config.address, "a local unit")
-    return ModbusTcpRegisters(host, port, config.id, timeout_s)
+    endpoint = cfg.parse_host_port(config.address, "a local unit")
+    return ModbusTcpRegisters(endpoint, config.id, timeout_s)

@@ -1,24 +1,25 @@
 """Power Brain devices (`evse_powerbrain`, `meter_powerbrain`), local or remote.
 
-Both speak the Power Brain register layout (docs/registers.md); only the transport differs:
+Both speak the Power Brain register layout; only the transport differs:
 - built in (`address` `evse`, `meter1`, `meter2`): the in-process register model of
   `app.powerbrain`, through `LocalRegisters`;
-- remote (`address` `host:port`): Modbus TCP with pymodbus, through `ModbusTcpRegisters`.
+- remote (`address` `host:port`): Modbus TCP through the shared connection pool of
+  chargebrain.modbus (one connection per `host:port`), through `ModbusTcpRegisters`.
 
-So one `PowerBrainEvse` / `PowerBrainMeter` decodes registers for both. Registers used:
-EVSE 8090 cable current, 8092 charge-pilot state (0 A … 5 F, 9 DC error), 8093 current limit
-and 8094 enable (written), 8095 charging current, 8096 last RFID, 8112 meter attached (then
-8057–8068 energy, power and phase currents); identity 8000–8031 (name, version, serial) for
-the model string. Currents are 0.1 A in registers, mA here.
+So one `PowerBrainEvse` / `PowerBrainMeter` decodes registers for both. Addresses, sizes and
+types come from the one register table (powerbrain/registers.py), values are decoded by the one
+codec (chargebrain.modbus.codec). Fields used: the identity block (name, version, serial) for
+the model string; on the EVSE cable_current … s0_inputs (8090–8113), and the meter block
+(meter_flags … current_l3, 8057–8069) when has_meter; written charging_cur_limit and
+charging_enable (adjacent: one request), relay_select. An S0 meter adds its nominal voltages.
+Currents are 0.1 A in registers, mA here.
 """
 
 from __future__ import annotations
 
-import contextlib
-from typing import Any, Protocol
-
-from pymodbus.client import AsyncModbusTcpClient
-from pymodbus.exceptions import ModbusException
+from dataclasses import dataclass
+from itertools import pairwise
+from typing import Protocol
 
 from chargebrain.devices.base import (
     STATE_CHARGING,
@@ -31,26 +32,63 @@ from chargebrain.devices.base import (
     EvseSetpoint,
     MeterReading,
 )
+from chargebrain.modbus.address import Endpoint
+from chargebrain.modbus.client import Connection, ModbusError, ModbusPool, shared_pool
+from chargebrain.powerbrain.registers import LAYOUTS, Register, UnitLayout
+from chargebrain.powerbrain.registers import decode as decode_field
+from chargebrain.powerbrain.registers import encode as encode_field
 from chargebrain.units import ALL_PHASES_MASK, Phases
-
-# register addresses
-REG_IDENTITY = 8000  # 8000..8031: vendor, product, version, serial (8008), name (8016)
-IDENTITY_COUNT = 32
-REG_RELAY_SELECT = 8087  # 0 = three phases, 1 = one phase
-REG_EVSE_BLOCK = 8090  # 8090..8113
-EVSE_BLOCK_COUNT = 24
-REG_METER_BLOCK = 8057  # 8057..8069: flags, energy (q), power (d), currents L1..L3 (d)
-METER_BLOCK_COUNT = 13
-REG_VOLTAGES = 8045  # 8045..8047 nominal voltages of an S0 meter
-REG_CHARGING_CUR_LIMIT = 8093
-REG_CHARGING_ENABLE = 8094
-LIMIT_MIN_DA = 60  # 8093 accepts 6.0 … 63.0 A in 0.1 A
-LIMIT_MAX_DA = 630
 
 CP_STATES = {0: (STATE_STANDBY, "Standby"), 1: (STATE_VEHICLE_DETECTED, "Vehicle detected"),
              2: (STATE_CHARGING, "Charging"), 3: (STATE_VENTILATION, "Charging with ventilation"),
              4: (STATE_ERROR, "No power"), 5: (STATE_ERROR, "Error"),
              9: (STATE_ERROR, "DC sensor error")}
+
+
+@dataclass(frozen=True, slots=True)
+class Block:
+    """Consecutive fields of one unit, read with one request."""
+
+    fields: tuple[Register, ...]
+
+    @classmethod
+    def of(cls, layout: UnitLayout, first: str, last: str) -> Block:
+        """The fields from `first` to `last` (by name); they must leave no gap."""
+        lo, hi = layout.by_name[first].address, layout.by_name[last].address
+        fields = tuple(r for r in layout.fields if lo <= r.address <= hi)
+        for before, after in pairwise(fields):
+            if before.address + before.size != after.address:
+                raise ValueError(f"{layout.unit}: gap after {before.name}")
+        return cls(fields)
+
+    @property
+    def address(self) -> int:
+        return self.fields[0].address
+
+    @property
+    def count(self) -> int:
+        return self.fields[-1].address + self.fields[-1].size - self.address
+
+    async def read(self, regs: Registers) -> dict[str, int | str]:
+        """Every field's value by name."""
+        words = await regs.read(self.address, self.count)
+        out = {}
+        for reg in self.fields:
+            start = reg.address - self.address
+            out[reg.name] = decode_field(reg, words[start:start + reg.size])
+        return out
+
+
+EVSE_FIELDS = LAYOUTS["evse"].by_name
+IDENTITY = Block.of(LAYOUTS["evse"], "vendor_id", "name")  # the same on every unit
+EVSE_BLOCK = Block.of(LAYOUTS["evse"], "cable_current", "s0_inputs")
+METER_BLOCK = Block.of(LAYOUTS["evse"], "meter_flags", "current_l3")  # same on S0 meters
+VOLTAGES = Block.of(LAYOUTS["meter1"], "voltage_l1", "voltage_l3")
+LIMIT = EVSE_FIELDS["charging_cur_limit"]
+ENABLE = EVSE_FIELDS["charging_enable"]
+RELAY_SELECT = EVSE_FIELDS["relay_select"]  # 0 = three phases, 1 = one phase
+LIMIT_MIN_DA, LIMIT_MAX_DA = LIMIT.allowed[0]  # 6.0 … 63.0 A in 0.1 A
+assert ENABLE.address == LIMIT.address + LIMIT.size  # apply() writes both in one request
 
 
 class Registers(Protocol):
@@ -72,38 +110,19 @@ class Registers(Protocol):
 # -- decoding -----------------------------------------------------------------------------------
 
 
-def s32(words: list[int], i: int) -> int:
-    """Signed 32-bit value, high word first."""
-    value = (words[i] << 16) | words[i + 1]
-    return value - (1 << 32) if value & 0x8000_0000 else value
-
-
-def s64(words: list[int], i: int) -> int:
-    """Signed 64-bit value, high word first."""
-    value = 0
-    for w in words[i:i + 4]:
-        value = (value << 16) | w
-    return value - (1 << 64) if value & (1 << 63) else value
-
-
-def text(words: list[int]) -> str:
-    """A register string: two characters per register, high byte first, NUL-padded."""
-    raw = b"".join(w.to_bytes(2, "big") for w in words)
-    return raw.split(b"\0", 1)[0].decode("latin-1").strip()
-
-
-def model_string(identity: list[int]) -> str:
-    """`name,device version,firmware version,serial` from registers 8000–8031."""
-    version_hi, build = identity[4], identity[5]
-    major, minor = version_hi >> 8, version_hi & 0xFF
-    serial = text(identity[8:16])
-    name = text(identity[16:32])
+def model_string(identity: dict[str, int | str]) -> str:
+    """`name,device version,firmware version,serial` from the identity block."""
+    version = int(identity["product_version"])  # high word major.minor bytes, low word build
+    major, minor, build = version >> 24, (version >> 16) & 0xFF, version & 0xFFFF
+    serial = str(identity["serial_no"]).strip()
+    name = str(identity["name"]).strip()
     return f"{name},{major}.{minor},{major}.{minor}.{build},{serial}"
 
 
-def currents_ma(words: list[int], i: int) -> Phases:
-    """Three 32-bit currents in 0.1 A starting at word `i`, as mA."""
-    return (s32(words, i) * 100, s32(words, i + 2) * 100, s32(words, i + 4) * 100)
+def currents_ma(block: dict[str, int | str]) -> Phases:
+    """The three phase currents (0.1 A in registers) as mA."""
+    return (int(block["current_l1"]) * 100, int(block["current_l2"]) * 100,
+            int(block["current_l3"]) * 100)
 
 
 # -- devices ------------------------------------------------------------------------------------
@@ -117,22 +136,22 @@ class PowerBrainEvse:
         self.voltage_v = voltage_v
         self.used_phases = used_phases & ALL_PHASES_MASK or ALL_PHASES_MASK
         self._model: str | None = None
-        self._one_phase: bool | None = None  # what we last wrote to 8087 (None: not yet)
+        self._one_phase: bool | None = None  # what we last wrote to relay_select (None: not yet)
 
     async def read(self, now_s: float) -> EvseReading:
         if self._model is None:
-            self._model = model_string(await self.regs.read(REG_IDENTITY, IDENTITY_COUNT))
-        block = await self.regs.read(REG_EVSE_BLOCK, EVSE_BLOCK_COUNT)
-        cable_da, fixed_da, cp_raw, limit_da, enable, current_da = block[0:6]
-        rfid = text(block[6:21])
-        has_meter = block[22] == 1
-        state, cp_text = CP_STATES.get(cp_raw & 0xFF, (STATE_ERROR, "Error"))
+            self._model = model_string(await IDENTITY.read(self.regs))
+        block = await EVSE_BLOCK.read(self.regs)
+        cable_da, fixed_da = int(block["cable_current"]), int(block["fixed_current"])
+        limit_da, current_da = int(block["charging_cur_limit"]), int(block["charging_current"])
+        state, cp_text = CP_STATES.get(int(block["charge_pilot_state"]) & 0xFF,
+                                       (STATE_ERROR, "Error"))
         energy: int | None = None
-        if has_meter:
-            meter = await self.regs.read(REG_METER_BLOCK, METER_BLOCK_COUNT)
-            energy = s64(meter, 1)
-            power = max(0, s32(meter, 5))
-            currents = currents_ma(meter, 7)
+        if block["has_meter"] == 1:
+            meter = await METER_BLOCK.read(self.regs)
+            energy = int(meter["energy"])
+            power = max(0, int(meter["power"]))
+            currents = currents_ma(meter)
         elif state in (STATE_CHARGING, STATE_VENTILATION):
             # no meter: estimate from the charging current on the configured phases
             per_phase = current_da * 100
@@ -150,33 +169,35 @@ class PowerBrainEvse:
             cable_max_ma=cable_ma,
             current_limit_ma=limit_da * 100,
             offered_ma=current_da * 100,
-            enabled=enable == 1,
-            rfid=rfid,
-            rfid_seq=block[21],  # 8111 detected_rfids: the same card twice still counts
+            enabled=block["charging_enable"] == 1,
+            rfid=str(block["last_rfid"]).strip(),
+            rfid_seq=int(block["detected_rfids"]),  # the same card twice still counts
             cp_state=cp_text,
             pp_state=f"{cable_da // 10} A cable" if cable_da else "no cable",
-            # 8113 bit 8: the box may switch phases while a car is plugged in
-            phase_switching=bool(block[23] & 0x100) or state == STATE_STANDBY,
+            # s0_inputs bit 8: the box may switch phases while a car is plugged in
+            phase_switching=bool(int(block["s0_inputs"]) & 0x100) or state == STATE_STANDBY,
         )
 
     async def apply(self, setpoint: EvseSetpoint) -> None:
         if setpoint.one_phase is not None and setpoint.one_phase != self._one_phase:
             self._one_phase = None  # unknown until the write is confirmed
-            await self.regs.write(REG_RELAY_SELECT, [int(setpoint.one_phase)])
+            await self.regs.write(RELAY_SELECT.address,
+                                  encode_field(RELAY_SELECT, int(setpoint.one_phase)))
             self._one_phase = setpoint.one_phase
         if setpoint.charging_allowed:
             limit = min(LIMIT_MAX_DA, max(LIMIT_MIN_DA, setpoint.current_ma // 100))
-            # 8093 and 8094 are adjacent: one request sets limit and enable together
-            await self.regs.write(REG_CHARGING_CUR_LIMIT, [limit, 1])
+            # limit and enable are adjacent: one request sets both
+            await self.regs.write(LIMIT.address,
+                                  encode_field(LIMIT, limit) + encode_field(ENABLE, 1))
         else:
-            await self.regs.write(REG_CHARGING_ENABLE, [0])
+            await self.regs.write(ENABLE.address, encode_field(ENABLE, 0))
 
     async def close(self) -> None:
         await self.regs.close()
 
 
 class PowerBrainMeter:
-    """A Power Brain S0 meter unit (registers 8045–8069) behind `Registers`."""
+    """A Power Brain S0 meter unit (nominal voltages and the meter block) behind `Registers`."""
 
     def __init__(self, regs: Registers) -> None:
         self.regs = regs
@@ -184,16 +205,16 @@ class PowerBrainMeter:
 
     async def read(self, now_s: float) -> MeterReading:
         if self._model is None:
-            self._model = model_string(await self.regs.read(REG_IDENTITY, IDENTITY_COUNT))
-        volts = await self.regs.read(REG_VOLTAGES, 3)
-        block = await self.regs.read(REG_METER_BLOCK, METER_BLOCK_COUNT)
-        power = s32(block, 5)
-        per_phase = block[0] & 1  # meter_flags bit0: the meter reports individual phases
+            self._model = model_string(await IDENTITY.read(self.regs))
+        volts = await VOLTAGES.read(self.regs)
+        block = await METER_BLOCK.read(self.regs)
+        per_phase = int(block["meter_flags"]) & 1  # bit 0: the meter reports each phase
         return MeterReading(
-            currents_ma=currents_ma(block, 7) if per_phase else None,
-            voltages_v=(volts[0], volts[1], volts[2]),
-            power_w=max(0, power),  # -1 = not known yet (fewer than two pulses seen)
-            import_wh=max(0, s64(block, 1)),
+            currents_ma=currents_ma(block) if per_phase else None,
+            voltages_v=(int(volts["voltage_l1"]), int(volts["voltage_l2"]),
+                        int(volts["voltage_l3"])),
+            power_w=max(0, int(block["power"])),  # -1 = not known yet (fewer than two pulses)
+            import_wh=max(0, int(block["energy"])),
             export_wh=0,  # an S0 input counts one direction only
             model=self._model,
         )
@@ -206,72 +227,37 @@ class PowerBrainMeter:
 
 
 class ModbusTcpRegisters:
-    """Registers of a remote unit over Modbus TCP (function 3 read, 16 write).
+    """Holding registers of a remote unit over the shared Modbus TCP connection to its
+    `host:port` (function 3 read, 16 write); failures become DeviceError."""
 
-    One connection is kept open and re-opened after any failure; a request that is cut off
-    (timeout, cancellation) drops the connection so a late answer cannot be mistaken for the
-    next one.
-    """
+    def __init__(self, endpoint: Endpoint, unit: int, timeout_s: float,
+                 pool: ModbusPool | None = None) -> None:
+        self.endpoint, self.unit, self.timeout_s = endpoint, unit, timeout_s
+        self._pool = pool
+        self._conn: Connection | None = None
 
-    def __init__(self, host: str, port: int, unit: int, timeout_s: float) -> None:
-        self.host, self.port, self.unit = host, port, unit
-        self.timeout_s = timeout_s
-        self._client: AsyncModbusTcpClient | None = None
-
-    async def _connect(self) -> AsyncModbusTcpClient:
-        if self._client is not None and self._client.connected:
-            return self._client
-        self._drop()
-        client = AsyncModbusTcpClient(self.host, port=self.port, timeout=self.timeout_s,
-                                      retries=0, reconnect_delay=0)
-        try:
-            ok = await client.connect()
-        except (OSError, ModbusException) as err:
-            client.close()
-            raise DeviceError(f"cannot connect to {self.host}:{self.port}: {err}") from None
-        except BaseException:  # cancelled by the caller's timeout: leave no half-open socket
-            client.close()
-            raise
-        if not ok:
-            client.close()
-            raise DeviceError(f"cannot connect to {self.host}:{self.port}")
-        self._client = client
-        return client
-
-    def _drop(self) -> None:
-        if self._client is not None:
-            with contextlib.suppress(Exception):
-                self._client.close()
-            self._client = None
-
-    async def _call(self, what: str, request: Any) -> Any:
-        try:
-            response = await request
-        except (TimeoutError, ModbusException, OSError) as err:
-            self._drop()
-            raise DeviceError(f"{what}: {err or 'no answer'}") from None
-        except BaseException:
-            self._drop()
-            raise
-        if response.isError():
-            code = getattr(response, "exception_code", "?")
-            raise DeviceError(f"{what}: modbus exception {code}")
-        return response
+    def _connection(self) -> tuple[ModbusPool, Connection]:
+        if self._pool is None:
+            self._pool = shared_pool()  # the running loop's: known only once a loop runs
+        if self._conn is None:
+            self._conn = self._pool.acquire(self.endpoint)
+        return self._pool, self._conn
 
     async def read(self, address: int, count: int) -> list[int]:
-        client = await self._connect()
-        response = await self._call(
-            f"read {address}", client.read_holding_registers(address, count=count,
-                                                             device_id=self.unit))
-        registers = list(response.registers)
-        if len(registers) < count:
-            raise DeviceError(f"read {address}: short answer")
-        return registers
+        _, conn = self._connection()
+        try:
+            return await conn.read(self.unit, address, count, timeout_s=self.timeout_s)
+        except ModbusError as err:
+            raise DeviceError(f"read {address}: {err}") from None
 
     async def write(self, address: int, values: list[int]) -> None:
-        client = await self._connect()
-        await self._call(f"write {address}",
-                         client.write_registers(address, values, device_id=self.unit))
+        _, conn = self._connection()
+        try:
+            await conn.write(self.unit, address, values, timeout_s=self.timeout_s)
+        except ModbusError as err:
+            raise DeviceError(f"write {address}: {err}") from None
 
     async def close(self) -> None:
-        self._drop()
+        if self._conn is not None and self._pool is not None:
+            self._pool.release(self._conn)
+            self._conn = None
