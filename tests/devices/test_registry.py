@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from chargebrain.devices.base import EvseSetpoint, MeterReading
+from chargebrain.devices.base import EvseReading, EvseSetpoint, MeterReading, PushDriver
 from chargebrain.devices.config import ConfigError
 from chargebrain.devices.drivers.ajax import AjaxMeter
 from chargebrain.devices.drivers.sim import SimEvse, SimMeter
@@ -164,6 +164,27 @@ async def test_ajax_meter_goes_stale_and_counts_com_errors(store):
     await registry.reset("M3")
     fresh = registry.get("M3")
     assert (fresh.status.com_errors, fresh.status.com_err, fresh.status.reading) == (0, False, None)
+
+
+async def test_push_is_part_of_the_driver_protocol_and_keeps_the_push_time(store):
+    registry = new_registry(store)
+    await create(registry, dev_type="meter_ajax", com_timeout_ms=10000, factor=2)
+    await create(registry, dev_type="evse_ajax", com_timeout_ms=10000)
+    await create(registry, dev_type="evse_sim")
+    m3, e2, e3 = registry.get("M3"), registry.get("E2"), registry.get("E3")
+    assert isinstance(m3.driver, PushDriver) and isinstance(e2.driver, PushDriver)
+    assert not isinstance(e3.driver, PushDriver)
+    registry.push(m3, MeterReading(currents_ma=(1000, 0, 0), power_w=230), 1000.0)
+    assert (m3.status.reading.power_w, m3.status.reading_s) == (460, 1000.0)  # factor applied
+    reading = await registry.read(m3, 1004.0)
+    assert reading.power_w == 460 and m3.status.reading_s == 1000.0  # taken at the push
+    registry.push(e2, EvseReading(state=3, power_w=2300), 1000.0)
+    assert (await registry.read(e2, 1009.0)).charging and e2.status.reading_s == 1000.0
+    with pytest.raises(TypeError):
+        registry.push(m3, EvseReading(), 1005.0)  # the wrong kind of data for a meter
+    with pytest.raises(TypeError):
+        registry.push(e3, EvseReading(), 1005.0)  # polled, not pushed
+    assert m3.status.reading_s == 1000.0 and e3.status.reading is None
 
 
 def test_meter_factor_and_invert():
