@@ -48,10 +48,8 @@ class DeviceIndex:
         self._ordered = None
 
     def __iter__(self) -> Iterator[Device]:
+        """Every device, in no particular order (a copy: safe while devices change)."""
         return iter(list(self._devices.values()))
-
-    def __len__(self) -> int:
-        return len(self._devices)
 
     # -- lookup -----------------------------------------------------------------------------
 
