@@ -26,7 +26,7 @@ For the control cycle:
   (set_ajax_*, later MQTT); `on_push` callbacks then get the dev_id (e.g. to run an extra
   cycle at once when a limit is exceeded);
 - soft meter: an EVSE without energy meter integrates its power on every read; the counter
-  lives in its own table (saved every `SOFT_METER_SAVE_S` while counting, by
+  lives in its own table (saved every `runtime.SOFT_METER_SAVE_S` while counting, by
   `set_soft_meter`, and at `close()`), never in the configuration;
 - `site` (`SiteStatus`) is where the cycle puts site-wide numbers for get_dev_info.
 
@@ -47,18 +47,12 @@ from chargebrain.devices.base import EvseSetpoint, Reading
 from chargebrain.devices.changes import Change, prepare
 from chargebrain.devices.device import Device
 from chargebrain.devices.index import DeviceIndex, Measurement
-from chargebrain.devices.runtime import (
-    SOFT_METER_SAVE_S,
-    DeviceRuntime,
-    adjust_meter,
-    close_driver,
-)
+from chargebrain.devices.runtime import DeviceRuntime, adjust_meter, close_driver
 from chargebrain.devices.status import DeviceStatus, SiteStatus
 from chargebrain.devices.store import DeviceStore
 from chargebrain.store.db import Store
 
-__all__ = ["SOFT_METER_SAVE_S", "Change", "Device", "DeviceRegistry", "Measurement",
-           "adjust_meter"]
+__all__ = ["Change", "Device", "DeviceRegistry", "Measurement", "adjust_meter"]
 
 log = logging.getLogger(__name__)
 
