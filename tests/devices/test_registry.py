@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from chargebrain.devices.base import EvseSetpoint, MeterReading
+from chargebrain.devices.base import EvseReading, EvseSetpoint, MeterReading, PushDriver
 from chargebrain.devices.config import ConfigError
 from chargebrain.devices.drivers.ajax import AjaxMeter
 from chargebrain.devices.drivers.sim import SimEvse, SimMeter
@@ -38,6 +38,10 @@ async def create(registry: DeviceRegistry, **raw) -> str:
 def rows(store: Store) -> dict[str, dict]:
     return {dev_id: json.loads(text) for dev_id, text in
             store.conn.execute("SELECT dev_id, config FROM devices")}
+
+
+def soft_meters(store: Store) -> dict[str, float]:
+    return dict(store.conn.execute("SELECT dev_id, soft_meter_wh FROM device_counters"))
 
 
 async def test_factory_defaults_are_installed_once_and_persisted(store):
@@ -162,6 +166,27 @@ async def test_ajax_meter_goes_stale_and_counts_com_errors(store):
     assert (fresh.status.com_errors, fresh.status.com_err, fresh.status.reading) == (0, False, None)
 
 
+async def test_push_is_part_of_the_driver_protocol_and_keeps_the_push_time(store):
+    registry = new_registry(store)
+    await create(registry, dev_type="meter_ajax", com_timeout_ms=10000, factor=2)
+    await create(registry, dev_type="evse_ajax", com_timeout_ms=10000)
+    await create(registry, dev_type="evse_sim")
+    m3, e2, e3 = registry.get("M3"), registry.get("E2"), registry.get("E3")
+    assert isinstance(m3.driver, PushDriver) and isinstance(e2.driver, PushDriver)
+    assert not isinstance(e3.driver, PushDriver)
+    registry.push(m3, MeterReading(currents_ma=(1000, 0, 0), power_w=230), 1000.0)
+    assert (m3.status.reading.power_w, m3.status.reading_s) == (460, 1000.0)  # factor applied
+    reading = await registry.read(m3, 1004.0)
+    assert reading.power_w == 460 and m3.status.reading_s == 1000.0  # taken at the push
+    registry.push(e2, EvseReading(state=3, power_w=2300), 1000.0)
+    assert (await registry.read(e2, 1009.0)).charging and e2.status.reading_s == 1000.0
+    with pytest.raises(TypeError):
+        registry.push(m3, EvseReading(), 1005.0)  # the wrong kind of data for a meter
+    with pytest.raises(TypeError):
+        registry.push(e3, EvseReading(), 1005.0)  # polled, not pushed
+    assert m3.status.reading_s == 1000.0 and e3.status.reading is None
+
+
 def test_meter_factor_and_invert():
     raw = MeterReading(currents_ma=(1000, -2000, 0), power_w=-230, import_wh=10, export_wh=20)
     assert adjust_meter(raw, 1.0, False) is raw
@@ -202,9 +227,9 @@ async def test_sim_evse_charges_at_the_applied_current_and_soft_meter_counts(sto
     assert reading.power_w == 2300
     await registry.read(e2, 3600.0)
     assert int(e2.status.soft_meter_wh) == 1000 + 2300
-    assert rows(store)["E2"]["soft_meter"] == 3300  # saved while counting (every minute)
+    assert soft_meters(store)["E2"] == 3300  # saved while counting (every minute)
     await registry.read(e2, 3630.0)
-    assert rows(store)["E2"]["soft_meter"] == 3300  # not again within the minute
+    assert soft_meters(store)["E2"] == 3300  # not again within the minute
     # a setting that does not touch the driver keeps the car; an address change rebuilds
     await registry.save(registry.prepare({"dev_id": "E2", "prio": 5}))
     assert registry.get("E2").driver is driver
@@ -212,14 +237,15 @@ async def test_sim_evse_charges_at_the_applied_current_and_soft_meter_counts(sto
     assert e2.status.last_set_charging_cur == 0 and not e2.status.charging_enabled
     assert (await registry.read(e2, 3601.0)).state == 2
     await registry.close()
-    assert rows(store)["E2"]["soft_meter"] == 3319  # the last 30 s at 2.3 kW, at shutdown
+    assert int(soft_meters(store)["E2"]) == 3319  # the last 30 s at 2.3 kW, at shutdown
+    assert "soft_meter" not in rows(store)["E2"]  # a counter, not configuration
 
 
 async def test_soft_meter_set_is_persisted(store):
     registry = new_registry(store)
     e1 = registry.get("E1")
     registry.set_soft_meter(e1, 4711)
-    assert rows(store)["E1"]["soft_meter"] == 4711 and e1.status.soft_meter_wh == 4711
+    assert soft_meters(store)["E1"] == 4711 and e1.status.soft_meter_wh == 4711
     assert new_registry(store).get("E1").status.soft_meter_wh == 4711
 
 

@@ -1,9 +1,11 @@
 """The one small driver protocol, and the readings and setpoints that cross it.
 
 A driver talks to one device. Every driver can `read(now_s)`; EVSE drivers can also
-`apply(setpoint)`. A driver raises `DeviceError` (or lets a timeout/OSError escape) when the
-device does not answer; the registry turns that into the device's COM-error status, so drivers
-stay free of bookkeeping. Readings are raw: the registry applies a meter's `factor`/`invert`.
+`apply(setpoint)`; a device that sends its data instead of being polled (HTTP input, later
+MQTT) has a `PushDriver`, which takes `push(reading, now_s)`. A driver raises `DeviceError`
+(or lets a timeout/OSError escape) when the device does not answer; the registry turns that
+into the device's COM-error status, so drivers stay free of bookkeeping. Readings are raw: the
+registry applies a meter's `factor`/`invert`.
 
 Units: currents in mA per phase (the EVSE's own phase order for EVSEs, the meter's for meters),
 voltages in V, power in W (signed for meters: negative = export), energy in Wh.
@@ -117,4 +119,23 @@ class EvseDriver(Driver, Protocol):
 
     async def apply(self, setpoint: EvseSetpoint) -> None:
         """Write the setpoint to the device; raise DeviceError when that fails."""
+        ...
+
+
+@runtime_checkable
+class PushDriver(Driver, Protocol):
+    """A driver whose device sends its data (set_ajax_*, later MQTT) instead of being polled.
+
+    `read()` hands out the last pushed reading while it is fresh. Pushed data keeps the time it
+    arrived (`pushed_s`) as its reading time: reading it again later measures nothing new.
+    """
+
+    @property
+    def pushed_s(self) -> float | None:
+        """When the last push arrived (None: nothing pushed yet)."""
+        ...
+
+    def push(self, reading: Reading, now_s: float) -> None:
+        """Accept a pushed, already validated reading; raise TypeError for the wrong kind
+        (an EVSE reading for a meter, or the other way round)."""
         ...

@@ -6,7 +6,8 @@ written as whole floats (`16000.0`) are accepted, and every number has a range, 
 configuration is always one the drivers and the control cycle can use.
 
 Cross-device checks (does the attached meter exist, is the group an `evse_group`, no group
-cycles) need the whole registry and live in `registry.py`.
+cycles) need every device and live in `index.py`. `soft_meter` is a runtime counter: it is
+shown and set through the configuration, but stored apart from it (see store.py).
 """
 
 from __future__ import annotations
@@ -137,7 +138,7 @@ class EvseConfig(CommonConfig):
     battery_save_threshold: int = Field(0, ge=0, le=MAX_CURRENT_MA)  # mA, 0 = off
     enable_snooze: bool = False
     enable_wakeup: bool = False
-    soft_meter: int = Field(0, ge=0, le=MAX_ENERGY_WH)  # Wh, for EVSEs without energy meter
+    soft_meter: int = Field(0, ge=0, le=MAX_ENERGY_WH)  # Wh, EVSEs without meter; see store.py
     ocpp_gateway_client_id: str = Field("", max_length=64)
     accept_unauthenticated: bool = False  # set_ajax_evse without admin credentials
 

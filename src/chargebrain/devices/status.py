@@ -3,7 +3,8 @@
 The registry fills the communication part (last reading and its time, COM errors) when it
 reads a device. The control cycle fills the control part (last setpoint, reasons, pause timers,
 overrides, transaction energy) and `SiteStatus`; this module only defines and computes
-them. Nothing here is persisted except the soft meter (see registry).
+them. Nothing here is persisted except the soft meter (the `device_counters` table, see
+runtime.py and store.py).
 """
 
 from __future__ import annotations
@@ -45,7 +46,13 @@ class DeviceStatus:
     # energy estimate for EVSEs without an energy meter (Wh, float to keep fractions)
     soft_meter_wh: float = 0.0
     soft_meter_s: float | None = None  # last integration time
-    soft_meter_saved_s: float | None = None  # last time it was written to the store
+    soft_meter_saved_s: float | None = None  # last time a save was due (every minute)
+    soft_meter_saved_wh: float | None = None  # the value the store holds (None: unknown)
+
+    @classmethod
+    def with_soft_meter(cls, soft_meter_wh: float, saved_wh: float | None) -> DeviceStatus:
+        """Fresh status (a new or rebuilt driver) that carries only the soft meter."""
+        return cls(soft_meter_wh=soft_meter_wh, soft_meter_saved_wh=saved_wh)
 
     def com_err_secs(self, now_s: float) -> int:
         """During an outage: how long it lasts; after one: time since it; never: 0."""

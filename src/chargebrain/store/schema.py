@@ -65,4 +65,19 @@ MIGRATIONS: list[tuple[str, str]] = [
         CREATE INDEX transactions_dev ON transactions(dev_id)
         """,
     ),
+    (
+        "0006_device_counters",
+        """
+        CREATE TABLE device_counters (
+            dev_id TEXT PRIMARY KEY REFERENCES devices(dev_id) ON DELETE CASCADE,
+            soft_meter_wh REAL NOT NULL DEFAULT 0  -- energy estimate of an EVSE without meter
+        );
+        INSERT INTO device_counters(dev_id, soft_meter_wh)
+            SELECT dev_id, json_extract(config, '$.soft_meter') FROM devices
+            WHERE json_valid(config)
+              AND json_type(config, '$.soft_meter') IN ('integer', 'real');
+        UPDATE devices SET config = json_remove(config, '$.soft_meter')
+            WHERE json_valid(config) AND json_type(config, '$.soft_meter') IS NOT NULL
+        """,
+    ),
 ]

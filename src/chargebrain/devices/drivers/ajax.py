@@ -1,9 +1,10 @@
 """HTTP-input devices (`evse_ajax`, `meter_ajax`): values pushed by set_ajax_evse/_meter.
 
-Nobody polls these devices: `push()` stores what the client sent, `read()` hands it to the
-cycle until it is older than the device's timeout (then it is a COM error, so a dead pusher
-is never mistaken for zero load). An HTTP-input EVSE's `apply()` only remembers the setpoint;
-the pusher receives it in the answer to its next set_ajax_evse call.
+Nobody polls these devices: they are `PushDriver`s (base.py). `push()` stores what the client
+sent, `read()` hands it to the cycle until it is older than the device's timeout (then it is a
+COM error, so a dead pusher is never mistaken for zero load). An HTTP-input EVSE's `apply()`
+only remembers the setpoint; the pusher receives it in the answer to its next set_ajax_evse
+call.
 
 `parse_meter_push` / `parse_evse_push` turn the documented body (POST JSON, or the GET form
 with comma-separated arrays) into readings; they are pure and raise `PushError` with a clear
@@ -23,6 +24,7 @@ from chargebrain.devices.base import (
     EvseReading,
     EvseSetpoint,
     MeterReading,
+    Reading,
 )
 from chargebrain.units import Phases
 from chargebrain.values import to_bool
@@ -47,7 +49,7 @@ class _Pushed:
 
     def __init__(self, timeout_s: float) -> None:
         self.timeout_s = timeout_s
-        self.pushed_s: float | None = None
+        self.pushed_s: float | None = None  # PushDriver.pushed_s: the reading time
 
     def _check_fresh(self, now_s: float) -> None:
         if self.pushed_s is None:
@@ -67,8 +69,10 @@ class AjaxMeter(_Pushed):
         super().__init__(timeout_s)
         self.reading: MeterReading | None = None
 
-    def push(self, reading: MeterReading, now_s: float) -> None:
-        """Accept a pushed reading (already validated)."""
+    def push(self, reading: Reading, now_s: float) -> None:
+        """Accept a pushed meter reading (already validated)."""
+        if not isinstance(reading, MeterReading):
+            raise TypeError("an HTTP-input meter takes meter readings")
         self.reading = reading
         self.pushed_s = now_s
 
@@ -86,8 +90,10 @@ class AjaxEvse(_Pushed):
         self.reading: EvseReading | None = None
         self.setpoint: EvseSetpoint | None = None
 
-    def push(self, reading: EvseReading, now_s: float) -> None:
-        """Accept a pushed reading (already validated)."""
+    def push(self, reading: Reading, now_s: float) -> None:
+        """Accept a pushed EVSE reading (already validated)."""
+        if not isinstance(reading, EvseReading):
+            raise TypeError("an HTTP-input wallbox takes EVSE readings")
         self.reading = reading
         self.pushed_s = now_s
 
