@@ -158,7 +158,11 @@ def rows(world: World, budget_ma: int, surplus_w: int) -> list[Row]:
     """Every limit of the site with the room it leaves for the controlled wallboxes.
 
     Non-EVSE load is what the spec lets the planner assume (`World.assumed_non_evse`: the
-    truth where meters are fresh, the fail-safe worst case where one is stale).
+    truth where meters are fresh, the fail-safe worst case where one is stale). The planner
+    infers it at a grid meter from each wallbox's draw *range* at the time of the reading
+    (`draw_bounds_ma`); the generated wallboxes carry no reading history, so that range is a
+    single value there and the truth is exact. Sites with lagging readings would need the
+    oracle to take the upper end of the range (the safe side) instead.
     """
     out: list[Row] = []
     for g in sorted(world.parent):
