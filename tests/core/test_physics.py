@@ -16,7 +16,7 @@ from tests.core.scenario_files import load
 def test_booking_wallboxes_at_their_newest_reading_is_caught(name, monkeypatch):
     play(load(name))  # the real accounting passes
 
-    def newest(readings, commands, mask, at_s, settle_s, response_s=0.0):
+    def newest(readings, commands, mask, at_s, *settings):
         return readings[-1].currents_ma, readings[-1].currents_ma
 
     monkeypatch.setattr(planner, "draw_bounds_ma", newest)

@@ -105,17 +105,21 @@ DRAWING_MA = 500  # a phase carrying more than this is in use by the car
 
 
 def draw_bounds_ma(readings: Sequence[DrawSample], commands: Sequence[CommandSample],
-                   phases_mask: int, at_s: float, settle_s: float, response_s: float = 0.0
-                   ) -> tuple[Phases, Phases]:
+                   phases_mask: int, at_s: float, settle_s: float, response_s: float = 0.0,
+                   silent_s: float = float("inf")) -> tuple[Phases, Phases]:
     """What an EVSE drew at `at_s` (EVSE frame): the lowest and highest plausible value.
 
     The base is the last measurement at or before `at_s` (the first one when all are later).
-    With no car connected at the base, the base is all there is. Otherwise the car may have
-    been on its way to a setpoint handed over after the base (at least `response_s` before
-    `at_s`: no car reacts faster), or to the
-    one it had at the base if that was handed over less than `settle_s` before: it was
-    somewhere between the base and such a setpoint. Setpoints widen the range on the phases
-    the car draws on (all of `phases_mask` while it draws nothing yet).
+    A car can change its draw on its own between two measurements (unplugged, full, paused or
+    resumed by the car), so the range also spans every later measurement: the change may have
+    come before `at_s`; and with no measurement within `silent_s` before `at_s` or later, the
+    car may have stopped since the last one: the lowest draw is 0. With no car connected at the
+    base, that is all there is. Otherwise the car may also have been on its way to a setpoint
+    handed over after the base (one handed over at the moment of the base answered it, so it
+    came after it), up to `response_s` before `at_s` (no car reacts faster), or to the one it
+    had at the base if that was handed over less than `settle_s` before: it was somewhere
+    between the base and such a setpoint. Setpoints widen the range on the phases the car draws on (all of
+    `phases_mask` while it draws nothing yet).
     Without any measurement the range is nothing (0, 0).
     """
     if not readings:
@@ -127,15 +131,22 @@ def draw_bounds_ma(readings: Sequence[DrawSample], commands: Sequence[CommandSam
             break
     lo = list(base.currents_ma)
     hi = list(base.currents_ma)
+    for sample in readings:
+        if sample.at_s > base.at_s:
+            for i in range(3):
+                lo[i] = min(lo[i], sample.currents_ma[i])
+                hi[i] = max(hi[i], sample.currents_ma[i])
+    if readings[-1].at_s < at_s - silent_s:  # not seen for a while: it may have stopped
+        lo = [0, 0, 0]
     if not base.plugged:
-        return base.currents_ma, base.currents_ma
+        return (lo[0], lo[1], lo[2]), (hi[0], hi[1], hi[2])
     using = [c > DRAWING_MA for c in base.currents_ma]
     if not any(using):
         using = [bool(phases_mask >> i & 1) for i in range(3)]
     followed: list[int] = []  # setpoints the car may have been on its way to at `at_s`
     in_force: CommandSample | None = None  # the setpoint it had when the base was measured
     for command in commands:
-        if command.at_s <= base.at_s:
+        if command.at_s < base.at_s:  # one handed out with the base reading answered it
             in_force = command
         elif command.at_s <= at_s - response_s:  # a car needs response_s to react at all
             followed.append(command.current_ma)

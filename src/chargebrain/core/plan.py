@@ -369,7 +369,7 @@ def _draw_bounds_below(site: SiteInput, views: list[_EvseView], tree: Tree, now_
                 continue
             if v.controlled and e.readings and e.measured_ma is not None:
                 low, high = draw_bounds_ma(e.readings, e.commands, e.phases_mask, at_s,
-                                           settle_s, response_s)
+                                           settle_s, response_s, site.settings.silent_s)
                 rotation = _ROTATIONS.get(e.phase_rotation_deg)
                 if rotation is None:  # unknown wiring: any building phase may carry it
                     low = (min(low),) * 3 if min(low) > 0 else ZERO

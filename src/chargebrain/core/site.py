@@ -69,6 +69,7 @@ class SiteSettings:
     phase_switch_delay_s: float = 300.0  # 3p must fit this long before a 1p EVSE goes back
     settle_s: float = 5.0  # how long a car may take to follow a new setpoint (accounting)
     response_s: float = 0.1  # how soon, at the earliest, a new setpoint shows in a reading
+    silent_s: float = 0.5  # a car unseen this long before a grid reading may have stopped since
 
 
 @dataclass(frozen=True, slots=True)
