@@ -27,7 +27,8 @@ MAX_BODY_BYTES = 1 << 20
 # them through the next cycle's read); every other command marks the state snapshot changed
 # when it has run (accepted or refused: marking is cheap).
 STATE_READS = frozenset({"get_dev_info", "get_params", "get_dev_types", "get_devices",
-                         "explain", "get_cm_vars", "modbus", "modbus_get", "modbus_set"})
+                         "explain", "get_cm_vars", "get_users", "get_user", "get_new_user_id",
+                         "get_transactions", "modbus", "modbus_get", "modbus_set"})
 APP_KEY = web.AppKey("chargebrain", object)
 
 
