@@ -32,7 +32,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import Server, exit_on_sigterm, free_port, http_rate, machine, stop
+from common import Server, exit_on_sigterm, free_port, machine, stop, wrk_rate
 
 READ_ADDRESS = 8090
 READ_COUNT = 24
@@ -129,8 +129,8 @@ def main() -> int:
                                                           args.clients)))
                 cb_rates.append(asyncio.run(modbus_rate(modbus_base, args.seconds,
                                                         args.clients)))
-            http = asyncio.run(http_rate(f"{cb.url}/cnf?cmd=modbus&device=evse&read=8093",
-                                         args.seconds, args.clients))
+            http = wrk_rate(f"{cb.url}/cnf?cmd=modbus&device=evse&read=8093",
+                            args.seconds)["rps"]
         finally:
             cb.stop()
             if bare is not None:

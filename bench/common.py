@@ -1,25 +1,28 @@
 """Helpers shared by the benchmark scripts in bench/.
 
 The machine description, free loopback ports, a `chargebrain serve` child process that is
-always stopped again (`Server`, a context manager), stopping any child process, the bare JSON
-handler baseline and an HTTP request-rate load generator. The scripts import this module as
+always stopped again (`Server`, a context manager), stopping any child process, the bare aiohttp
+baseline answering pre-serialised bytes, and HTTP rates measured with `wrk` (a C load
+generator: a Python client on the same cores saturates with the servers and pulls every ratio
+toward 100 %). The scripts import this module as
 `common` (they run as `python bench/<name>.py`, so bench/ is on sys.path).
 """
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import json
 import os
 import platform
+import re
+import shutil
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Callable
 from pathlib import Path
 from types import FrameType, TracebackType
 from typing import Any
@@ -200,82 +203,102 @@ class Server:
         self.stop()
 
 
-def serve_json(port: int, body_path: str) -> None:
-    """The bare baseline (run in a child process): one aiohttp handler answering the JSON
-    object in `body_path`, serialised per request, on /cnf."""
+def serve_bytes(port: int, body_dir: str) -> None:
+    """The bare baseline (run in a child process): one aiohttp handler on /cnf answering, for
+    `cmd=NAME`, the bytes of `body_dir/NAME.json` as they are (pre-serialised, read once)."""
     from aiohttp import web
 
-    body = json.loads(Path(body_path).read_text())
+    bodies = {p.stem: p.read_bytes() for p in Path(body_dir).glob("*.json")}
 
     async def handler(request: web.Request) -> web.Response:
-        return web.json_response(body)
+        return web.Response(body=bodies[request.query.get("cmd", "")],
+                            content_type="application/json", charset="utf-8")
 
     app = web.Application()
     app.router.add_route("*", "/cnf", handler)
     web.run_app(app, host="127.0.0.1", port=port, print=None, access_log=None)
 
 
-async def http_rate(url: str, seconds: float, clients: int,
-                    check: Callable[[int, bytes], None] | None = None) -> float:
-    """Requests/s of GET `url` from `clients` concurrent keep-alive connections, each sending
-    its next request when the answer is in, for `seconds`. `check(status, body)` raises on a
-    bad answer (default: status must be 200)."""
-    import aiohttp
-
-    count = 0
-
-    async def worker(session: aiohttp.ClientSession, deadline: float) -> None:
-        nonlocal count
-        while time.perf_counter() < deadline:
-            async with session.get(url) as resp:
-                body = await resp.read()
-                if check is not None:
-                    check(resp.status, body)
-                elif resp.status != 200:
-                    raise RuntimeError(f"HTTP {resp.status} from {url}")
-            count += 1
-
-    connector = aiohttp.TCPConnector(limit=clients)
-    async with aiohttp.ClientSession(connector=connector) as session:
-        start = time.perf_counter()
-        await asyncio.gather(*(worker(session, start + seconds) for _ in range(clients)))
-        return count / (time.perf_counter() - start)
+def ensure_wrk() -> str:
+    """The path of `wrk` (the C HTTP load generator, Debian package `wrk`); installed with
+    apt-get when missing and this runs as root, else SystemExit saying how to install it."""
+    path = shutil.which("wrk")
+    if path is None and os.geteuid() == 0 and shutil.which("apt-get"):
+        print("bench: installing wrk (apt-get install -y wrk) …", file=sys.stderr, flush=True)
+        if subprocess.run(["apt-get", "install", "-y", "wrk"], stdout=subprocess.DEVNULL,
+                          stderr=subprocess.DEVNULL).returncode != 0:
+            subprocess.run(["apt-get", "update"], stdout=subprocess.DEVNULL,
+                           stderr=subprocess.DEVNULL)
+            subprocess.run(["apt-get", "install", "-y", "wrk"], stdout=subprocess.DEVNULL,
+                           stderr=subprocess.DEVNULL)
+        path = shutil.which("wrk")
+    if path is None:
+        raise SystemExit("bench: wrk not found; install it: sudo apt-get install wrk")
+    return path
 
 
-def devices_check(count: int) -> Callable[[int, bytes], None]:
-    """A `http_rate` check for get_dev_info: status 200 and `count` devices in the answer."""
-    def check(status: int, body: bytes) -> None:
-        if status != 200 or len(json.loads(body)["devices"]) != count:
-            raise RuntimeError(f"bad answer: {status}")
-
-    return check
+WRK_THREADS = 1  # one generator thread: on 2 cores one core generates, the other serves
+WRK_CONNECTIONS = 32
 
 
-def get_dev_info_rounds(script: str, body: Any, work_dir: Path, cb_url: str, *, rounds: int,
-                        seconds: float, clients: int, check: Callable[[int, bytes], None],
-                        warm_up_s: float = 0.0, wait_s: float = 30.0) -> dict[str, list[float]]:
-    """`get_dev_info` requests/s, bare baseline against chargebrain, `rounds` alternating rounds
-    of `seconds` each (after `warm_up_s` of each when > 0).
+def wrk_rate(url: str, seconds: float, *, connections: int = WRK_CONNECTIONS,
+             threads: int = WRK_THREADS) -> dict[str, float]:
+    """Run wrk against `url`: requests/s, and the count of non-2xx answers and socket errors
+    (a benchmark refuses a run that has any)."""
+    out = subprocess.run(
+        [ensure_wrk(), f"-t{threads}", f"-c{connections}", f"-d{max(1, round(seconds))}s",
+         url], capture_output=True, text=True, check=True).stdout
+    rate = re.search(r"Requests/sec:\s+([\d.]+)", out)
+    if rate is None:
+        raise RuntimeError(f"wrk printed no rate: {out[-500:]}")
+    bad = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
+    errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)",
+                       out)
+    return {"rps": float(rate.group(1)), "non_2xx": int(bad.group(1)) if bad else 0,
+            "socket_errors": sum(int(g) for g in errors.groups()) if errors else 0}
 
-    The baseline is `script --serve-bare PORT FILE` (which runs `serve_json`) answering `body`,
-    a child process that is stopped again however this ends; chargebrain runs at `cb_url`."""
-    body_path = work_dir / "body.json"
-    body_path.write_text(json.dumps(body))
+
+def bare_server(script: str, bodies: dict[str, bytes], work_dir: Path) -> tuple[
+        subprocess.Popen[bytes], str]:
+    """Start `script --serve-bare PORT DIR` (which runs `serve_bytes`) answering `bodies`
+    (cmd → answer bytes); the process and its base URL. The caller stops it."""
+    body_dir = work_dir / "bare"
+    body_dir.mkdir(exist_ok=True)
+    for cmd, body in bodies.items():
+        (body_dir / f"{cmd}.json").write_bytes(body)
     port = free_port()
-    bare = subprocess.Popen([sys.executable, script, "--serve-bare", str(port), str(body_path)],
+    proc = subprocess.Popen([sys.executable, script, "--serve-bare", str(port), str(body_dir)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             env=child_env())
-    try:
-        bare_url = f"http://127.0.0.1:{port}/cnf?cmd=get_dev_info"
-        cb_info = f"{cb_url}/cnf?cmd=get_dev_info"
-        wait_http(bare_url, wait_s, proc=bare)
-        if warm_up_s > 0:
-            asyncio.run(http_rate(bare_url, warm_up_s, clients, check))
-            asyncio.run(http_rate(cb_info, warm_up_s, clients, check))
-        rates: dict[str, list[float]] = {"bare": [], "chargebrain": []}
-        for _ in range(rounds):
-            rates["bare"].append(asyncio.run(http_rate(bare_url, seconds, clients, check)))
-            rates["chargebrain"].append(asyncio.run(http_rate(cb_info, seconds, clients, check)))
-        return rates
-    finally:
-        stop(bare)
+    base = f"http://127.0.0.1:{port}"
+    wait_http(f"{base}/cnf?cmd={next(iter(bodies))}", 20.0, proc=proc)
+    return proc, base
+
+
+def compare_rounds(bare_url: str, cb_url: str, *, rounds: int, seconds: float,
+                   warm_up_s: float = 1.0) -> dict[str, Any]:
+    """wrk against the bare baseline and chargebrain, `rounds` alternating rounds; the medians,
+    the ratio, every round, and whether the generator had headroom (the bare rate at least
+    1.5 × chargebrain's: else the ratio measures wrk, not the server)."""
+    wrk_rate(bare_url, warm_up_s)
+    wrk_rate(cb_url, warm_up_s)
+    bare: list[float] = []
+    cb: list[float] = []
+    for _ in range(rounds):
+        for url, rates in ((bare_url, bare), (cb_url, cb)):
+            r = wrk_rate(url, seconds)
+            if r["non_2xx"] or r["socket_errors"]:
+                raise RuntimeError(f"{url}: {r}")
+            rates.append(r["rps"])
+    bare_rps, cb_rps = statistics.median(bare), statistics.median(cb)
+    return {"bare_rps": round(bare_rps), "chargebrain_rps": round(cb_rps),
+            "ratio": round(cb_rps / bare_rps, 3),
+            "generator_headroom": round(bare_rps / cb_rps, 2),
+            "generator_ok": bare_rps >= 1.5 * cb_rps,
+            "rounds": {"bare": [round(v) for v in bare], "chargebrain": [round(v) for v in cb]}}
+
+
+def raw_get(url: str, timeout_s: float = 10.0) -> bytes:
+    """The answer bytes of GET `url` (no credentials: what wrk gets)."""
+    with urllib.request.urlopen(url, timeout=timeout_s) as resp:
+        return bytes(resp.read())

@@ -24,6 +24,7 @@ from chargebrain.devices.registry import DeviceRegistry
 from chargebrain.params import Params
 from chargebrain.powerbrain import PowerBrain
 from chargebrain.sim.demo import DemoSite
+from chargebrain.state import StatePublisher, StateSource
 from chargebrain.store.db import Store
 from chargebrain.users.cycle import device_changed
 from chargebrain.users.evses import RegistryEvses
@@ -74,6 +75,12 @@ class ChargeBrain:
             lambda dev_id: device_changed(self.users, self.transactions, dev_id, time.time()))
         # the control cycle (control/cycle.py): read, plan, write every cycle_ms; app.cycle
         self.cycle = ControlCycle(self, period_ms=settings.cycle_ms)
+        # the one published snapshot of get_dev_info/get_params (state.py): app.state; marked
+        # changed after every cycle, push, device change and state-changing API command
+        self.state = StatePublisher(StateSource(self.devices, self.params, settings.cycle_ms))
+        self.devices.on_change.append(self.state.mark_changed)
+        self.devices.on_push.append(self.state.mark_changed)
+        self.cycle.after_cycle.append(self.state.mark_changed)
         self.demo: DemoSite | None = None  # the --demo simulation (sim/demo.py)
         self._runner: web.AppRunner | None = None
         self._tasks: list[asyncio.Task[None]] = []

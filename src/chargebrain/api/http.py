@@ -23,6 +23,12 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 MAX_BODY_BYTES = 1 << 20
+# Commands that change nothing get_dev_info/get_params show directly (a Modbus write reaches
+# them through the next cycle's read); every other command marks the state snapshot changed
+# when it has run (accepted or refused: marking is cheap).
+STATE_READS = frozenset({"get_dev_info", "get_params", "get_dev_types", "get_devices",
+                         "explain", "get_cm_vars", "get_users", "get_user", "get_new_user_id",
+                         "get_transactions", "modbus", "modbus_get", "modbus_set"})
 APP_KEY = web.AppKey("chargebrain", object)
 
 
@@ -35,6 +41,12 @@ def json_response(value: Any, status: int = 200, headers: dict[str, str] | None 
                   ) -> web.Response:
     return web.Response(text=dumps(value), status=status, content_type="application/json",
                         headers=headers)
+
+
+def json_bytes_response(body: bytes, status: int = 200) -> web.Response:
+    """An answer that is already serialised JSON (the state snapshot's bytes)."""
+    return web.Response(body=body, status=status, content_type="application/json",
+                        charset="utf-8")
 
 
 def error_response(err: ApiError) -> web.Response:
@@ -79,7 +91,13 @@ class CnfDispatcher:
         req = ApiRequest(cmd=cmd, query=query, body=body, remote=remote, principal=principal,
                          pairs=pairs)
         self.app.auth.require(req, command.access)
-        result = await command.handler(self.app, req)
+        try:
+            result = await command.handler(self.app, req)
+        finally:
+            if cmd not in STATE_READS:  # it may have changed what the snapshot shows
+                self.app.state.mark_changed()
+        if isinstance(result, bytes):  # pre-serialised JSON
+            return json_bytes_response(result)
         if isinstance(result, web.StreamResponse):
             return result
         return json_response(result)
@@ -108,4 +126,4 @@ async def _collapse_slashes(request: web.Request, handler: Any) -> web.StreamRes
     return await handler(request)
 
 
-__all__ = ["Access", "build_web_app", "dumps", "json_response"]
+__all__ = ["Access", "build_web_app", "dumps", "json_bytes_response", "json_response"]

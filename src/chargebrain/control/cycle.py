@@ -99,6 +99,7 @@ LOG_LENGTH = 4096
 STOP_WAIT_S = 10.0  # how long stop() lets a running cycle finish
 
 BeforeCycle = Callable[[float], Awaitable[None] | None]
+AfterCycle = Callable[[], None]
 
 
 @dataclass
@@ -165,6 +166,7 @@ class ControlCycle:
         self._clock = clock
         self.hook: UsersHook = hook or _default_hook(app)
         self.before_cycle: list[BeforeCycle] = []  # e.g. the --demo simulation's step
+        self.after_cycle: list[AfterCycle] = []  # called at the end of every cycle (state.py)
         self.memory = PlanMemory()
         self.last: CycleRecord | None = None
         self.sessions = SessionTracker()
@@ -497,6 +499,11 @@ class ControlCycle:
             finally:
                 self.count = number
                 self.stats.last_duration_ms = (loop.time() - began) * 1000
+                for hook in list(self.after_cycle):
+                    try:
+                        hook()
+                    except Exception:
+                        log.exception("after-cycle hook %r failed", hook)
                 self._done.set()
             return record
 

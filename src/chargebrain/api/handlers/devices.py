@@ -3,7 +3,8 @@
 get_dev_info, get_params, set_params, get_dev_types, get_devices, set_device, del_device,
 reset_device, soft_meter, set_diag_logging, accept_license. Parsing and authorisation live
 here; the domain is `app.devices` (devices/registry.py), `app.params` and the JSON shapes in
-devices/view.py. See docs/api.md for every command's parameters, answers and errors.
+devices/view.py; get_dev_info and get_params serve the bytes of the state snapshot
+(state.py). See docs/api.md for every command's parameters, answers and errors.
 """
 
 from __future__ import annotations
@@ -14,7 +15,6 @@ import math
 import weakref
 from typing import TYPE_CHECKING, Any
 
-from chargebrain import API_VERSION
 from chargebrain.api.commands import Access, Command
 from chargebrain.api.errors import bad_request, not_found
 from chargebrain.auth import require_admin
@@ -39,44 +39,17 @@ READ_ONLY = frozenset({
     "consumed_evse_power", "remaining_evse_power", "cycle_time", "max_evses", "shareware_mode",
     "version", "time", "vsn", "ocpp_gateway_license_cnt", "ocpp_gateway_licenses_used",
     "dev_meta"})
-SECRET_URL_PARAMS = ("mqtt_url",)
 
 
-def _params(app: ChargeBrain, req: ApiRequest) -> dict[str, Any]:
-    values = app.params.as_dict()
-    if not req.principal.is_admin:
-        for name in SECRET_URL_PARAMS:
-            if isinstance(values.get(name), str):
-                values[name] = _redact_url(values[name])
-    return view.params_info(values, app.devices, now_s=app.devices.clock(),
-                            version=API_VERSION, cycle_ms=app.settings.cycle_ms,
-                            serialno=app.devices.serialno)
+async def get_dev_info(app: ChargeBrain, req: ApiRequest) -> bytes:
+    """Parameters and the state of every device: the state snapshot's bytes (state.py)."""
+    return app.state.current().dev_info_for(req.principal.is_admin)
 
 
-def _redact_url(url: str) -> str:
-    """Hide the password of `scheme://user:password@host` from readers without admin."""
-    scheme, sep, rest = url.partition("://")
-    userinfo, at, host = rest.rpartition("@")
-    if not sep or not at or ":" not in userinfo:
-        return url
-    return f"{scheme}://{userinfo.split(':', 1)[0]}:***@{host}"
-
-
-async def get_dev_info(app: ChargeBrain, req: ApiRequest) -> dict[str, Any]:
-    """Parameters and the state of every device."""
-    now_s = app.devices.clock()
-    volts = int(app.params["system_voltage"])
-    devices = [view.device_info(app.devices, d, now_s=now_s, voltage_v=volts)
-               for d in app.devices.all()]
-    return {"params": _params(app, req),
-            "auth_cnt": sum(1 for d in app.devices.evses() if d.status.needs_auth),
-            "devices": devices,
-            "loadmgr_disabled": not app.params["lb_enabled"]}
-
-
-async def get_params(app: ChargeBrain, req: ApiRequest) -> dict[str, Any]:
-    """The `params` object of get_dev_info plus `dev_meta` (dev_type → label)."""
-    return {**_params(app, req), "dev_meta": types.labels()}
+async def get_params(app: ChargeBrain, req: ApiRequest) -> bytes:
+    """The `params` object of get_dev_info plus `dev_meta` (dev_type → label), from the
+    state snapshot."""
+    return app.state.current().params_for(req.principal.is_admin)
 
 
 async def get_dev_types(app: ChargeBrain, req: ApiRequest) -> dict[str, str]:
