@@ -118,8 +118,8 @@ def draw_bounds_ma(readings: Sequence[DrawSample], commands: Sequence[CommandSam
     handed over after the base (one handed over at the moment of the base answered it, so it
     came after it), up to `response_s` before `at_s` (no car reacts faster), or to the one it
     had at the base if that was handed over less than `settle_s` before: it was somewhere
-    between the base and such a setpoint. Setpoints widen the range on the phases the car draws on (all of
-    `phases_mask` while it draws nothing yet).
+    between the base and such a setpoint. Setpoints widen the range on the phases the car
+    draws on (all of `phases_mask` while it draws nothing yet).
     Without any measurement the range is nothing (0, 0).
     """
     if not readings:
