@@ -42,19 +42,13 @@ import contextlib
 import inspect
 import logging
 from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from chargebrain.control import overload
 from chargebrain.control.explain import CycleRecord, explain, not_planned
-from chargebrain.control.hooks import (
-    EvseGate,
-    FreeCharging,
-    UsersHook,
-    UsersLink,
-    safe_gate,
-)
+from chargebrain.control.hooks import EvseGate, FreeCharging, UsersHook, safe_gate
 from chargebrain.control.inputs import (
     InputContext,
     SessionTracker,
@@ -84,12 +78,10 @@ from chargebrain.core.site import (
 from chargebrain.devices import config as cfg
 from chargebrain.devices.base import EvseDriver, EvseReading, EvseSetpoint
 from chargebrain.devices.drivers.ajax import AjaxEvse
-from chargebrain.devices.registry import Device
+from chargebrain.devices.registry import Device, DeviceRegistry
 from chargebrain.devices.types import Kind
+from chargebrain.params import Params
 from chargebrain.units import ZERO, Phases, add, rotate_phases
-
-if TYPE_CHECKING:
-    from chargebrain.app import ChargeBrain
 
 log = logging.getLogger(__name__)
 
@@ -152,21 +144,26 @@ class _Planned:
 class ControlCycle:
     """The periodic control loop of one installation (see the module docstring)."""
 
-    def __init__(self, app: ChargeBrain, *, period_ms: int = 3000,
+    def __init__(self, registry: DeviceRegistry, params: Params, *,
+                 hook: UsersHook | None = None, period_ms: int = 3000,
                  clock: Callable[[], float] | None = None,
-                 hook: UsersHook | None = None) -> None:
-        self.app = app
-        self.registry = app.devices
-        self.params = app.params
+                 after_cycle: Sequence[AfterCycle] = ()) -> None:
+        """`registry`: the devices to read and drive; `params`: the site parameters (read
+        every cycle, `overdraft_cur` written); `hook`: the users domain (default
+        `FreeCharging`); `clock`: unix seconds (default: the registry's clock, so pushed data
+        and readings share it); `after_cycle`: called at the end of every cycle (the state
+        snapshot)."""
+        self.registry = registry
+        self.params = params
         self.period_s = max(MIN_PERIOD_MS, int(period_ms)) / 1000
         # Reads and writes each get at most this long per cycle, whatever a device's own
         # timeout says, so that a dead device cannot stretch the period (reads + writes +
         # planning stay inside one period).
         self._io_budget_s = IO_BUDGET_SHARE * self.period_s
         self._clock = clock
-        self.hook: UsersHook = hook or _default_hook(app)
+        self.hook: UsersHook = hook or FreeCharging()
         self.before_cycle: list[BeforeCycle] = []  # e.g. the --demo simulation's step
-        self.after_cycle: list[AfterCycle] = []  # called at the end of every cycle (state.py)
+        self.after_cycle: list[AfterCycle] = list(after_cycle)  # e.g. state.py's mark_changed
         self.memory = PlanMemory()
         self.last: CycleRecord | None = None
         self.sessions = SessionTracker()
@@ -353,7 +350,7 @@ class ControlCycle:
         if self._stopping:
             return
         now = self.clock()
-        attach = getattr(device.config, "attach", "")
+        attach = device.config.attach if isinstance(device.config, cfg.EvseConfig) else ""
         meter = self.registry.get(attach) if attach else None
         reads = [self.registry.read(device, now, self._io_budget_s)]
         if meter is not None:  # its energy counts for the session this reading may end
@@ -768,9 +765,3 @@ def _site_grid_ma(site: SiteInput, now: float, volt: int) -> Phases:
             total = add(total, meter_currents_ma(meter, volt))
     return total
 
-
-def _default_hook(app: Any) -> UsersHook:
-    users = getattr(app, "users", None)
-    if users is not None and hasattr(users, "gate_for") and hasattr(users, "track"):
-        return UsersLink(users, getattr(app, "transactions", None))
-    return FreeCharging()
