@@ -76,7 +76,13 @@ from chargebrain.core.site import (
     SiteInput,
 )
 from chargebrain.devices import config as cfg
-from chargebrain.devices.base import EvseDriver, EvseReading, EvseSetpoint
+from chargebrain.devices.base import (
+    EvseCapabilities,
+    EvseDriver,
+    EvseReading,
+    EvseSetpoint,
+    evse_capabilities,
+)
 from chargebrain.devices.drivers.ajax import AjaxEvse
 from chargebrain.devices.registry import Device, DeviceRegistry
 from chargebrain.devices.types import Kind
@@ -86,7 +92,6 @@ from chargebrain.units import ZERO, Phases, add, rotate_phases
 log = logging.getLogger(__name__)
 
 MIN_PERIOD_MS = 250
-POWERBRAIN_MAX_MA = 63000  # the highest limit a Power Brain register accepts (8093)
 LOG_LENGTH = 4096
 STOP_WAIT_S = 10.0  # how long stop() lets a running cycle finish
 
@@ -642,7 +647,7 @@ class ControlCycle:
         reading = status.evse_reading
         if reading is None or status.reading_s is None or status.reading_s <= last.at_s:
             return True  # no reading taken since the write: nothing says it was lost
-        return not contradicts(reading, target)
+        return not contradicts(reading, target, evse_capabilities(device.driver))
 
     async def release(self) -> None:
         """Leave every controllable wallbox as `disable_policy` says (on stop)."""
@@ -740,9 +745,12 @@ def to_evse_setpoint(setpoint: Setpoint) -> EvseSetpoint:
     return EvseSetpoint(int(setpoint.current_ma), enabled=True, one_phase=setpoint.one_phase)
 
 
-def contradicts(reading: EvseReading, target: EvseSetpoint) -> bool:
+def contradicts(reading: EvseReading, target: EvseSetpoint,
+                capabilities: EvseCapabilities) -> bool:
     """The device reports a limit/enable other than `target` (it restarted, or someone else
-    wrote it). Devices that do not report their limit (`current_limit_ma` 0) never do."""
+    wrote it). Devices that do not report their limit (`current_limit_ma` 0) never do.
+    A limit the box could not express better (`capabilities`: kept in `step_ma` steps, at
+    most `max_current_ma`) is what we wrote."""
     limit = reading.current_limit_ma
     if limit <= 0:
         return False
@@ -751,8 +759,9 @@ def contradicts(reading: EvseReading, target: EvseSetpoint) -> bool:
     if not target.charging_allowed:
         return False
     want = target.current_ma
-    # a Power Brain keeps 0.1 A steps and at most 63 A
-    return not (min(want, POWERBRAIN_MAX_MA) - 100 < limit <= want)
+    top_ma = capabilities.max_current_ma
+    kept = want if top_ma is None else min(want, top_ma)
+    return not (kept - capabilities.step_ma < limit <= want)
 
 
 def _site_grid_ma(site: SiteInput, now: float, volt: int) -> Phases:
