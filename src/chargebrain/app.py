@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -73,7 +72,8 @@ class ChargeBrain:
             name_of=self.users.user_name)
         self.transactions.recover()
         self.devices.on_change.append(  # a deleted EVSE ends its session and transaction
-            lambda dev_id: device_changed(self.users, self.transactions, dev_id, time.time()))
+            lambda dev_id: device_changed(self.users, self.transactions, dev_id,
+                                         self.devices.clock()))
         # the one published snapshot of get_dev_info/get_params (state.py): app.state; marked
         # changed after every cycle, push, device change and state-changing API command
         self.state = StatePublisher(StateSource(self.devices, self.params, settings.cycle_ms))
@@ -123,7 +123,8 @@ class ChargeBrain:
             await self._runner.cleanup()
         await self.devices.close()
         with contextlib.suppress(Exception):
-            self.transactions.flush(time.time())  # the last seconds of running transactions
+            # the last seconds of running transactions
+            self.transactions.flush(self.devices.clock())
         if self.modbus_server is not None:
             await self.modbus_server.stop()
         self.powerbrain.close()
