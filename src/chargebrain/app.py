@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,6 +19,7 @@ from chargebrain.api.modbus_server import PowerBrainModbusServer
 from chargebrain.auth import Authenticator
 from chargebrain.cmvars import CmVars
 from chargebrain.control.cycle import ControlCycle
+from chargebrain.control.hooks import UsersLink
 from chargebrain.devices.registry import DeviceRegistry
 from chargebrain.params import Params
 from chargebrain.powerbrain import PowerBrain
@@ -72,15 +72,19 @@ class ChargeBrain:
             name_of=self.users.user_name)
         self.transactions.recover()
         self.devices.on_change.append(  # a deleted EVSE ends its session and transaction
-            lambda dev_id: device_changed(self.users, self.transactions, dev_id, time.time()))
-        # the control cycle (control/cycle.py): read, plan, write every cycle_ms; app.cycle
-        self.cycle = ControlCycle(self, period_ms=settings.cycle_ms)
+            lambda dev_id: device_changed(self.users, self.transactions, dev_id,
+                                         self.devices.clock()))
         # the one published snapshot of get_dev_info/get_params (state.py): app.state; marked
         # changed after every cycle, push, device change and state-changing API command
         self.state = StatePublisher(StateSource(self.devices, self.params, settings.cycle_ms))
         self.devices.on_change.append(self.state.mark_changed)
         self.devices.on_push.append(self.state.mark_changed)
-        self.cycle.after_cycle.append(self.state.mark_changed)
+        # the control cycle (control/cycle.py): read, plan, write every cycle_ms; app.cycle.
+        # Its clock is the registry's (one clock for pushes, readings and plans).
+        self.cycle = ControlCycle(self.devices, self.params,
+                                  hook=UsersLink(self.users, self.transactions),
+                                  period_ms=settings.cycle_ms,
+                                  after_cycle=[self.state.mark_changed])
         self.demo: DemoSite | None = None  # the --demo simulation (sim/demo.py)
         self._runner: web.AppRunner | None = None
         self._tasks: list[asyncio.Task[None]] = []
@@ -119,7 +123,8 @@ class ChargeBrain:
             await self._runner.cleanup()
         await self.devices.close()
         with contextlib.suppress(Exception):
-            self.transactions.flush(time.time())  # the last seconds of running transactions
+            # the last seconds of running transactions
+            self.transactions.flush(self.devices.clock())
         if self.modbus_server is not None:
             await self.modbus_server.stop()
         self.powerbrain.close()

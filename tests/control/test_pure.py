@@ -1,5 +1,5 @@
 """Pure parts of the control shell: the pushed-overload judgement, moving averages, session
-tracking (phase learning), the no-op write rule."""
+tracking (phase learning), the no-op write rule and the driver capabilities it uses."""
 
 from __future__ import annotations
 
@@ -11,7 +11,17 @@ from chargebrain.control.overload import NodeBasis, OverloadBasis, exceeded
 from chargebrain.control.virtual import MovingAverages
 from chargebrain.core.model import Reason, Setpoint
 from chargebrain.core.site import MeterInput, MeterRole
-from chargebrain.devices.base import EvseReading, EvseSetpoint
+from chargebrain.devices.base import (
+    EXACT_EVSE,
+    EvseCapabilities,
+    EvseReading,
+    EvseSetpoint,
+    evse_capabilities,
+)
+from chargebrain.devices.drivers.ajax import AjaxEvse
+from chargebrain.devices.drivers.local import LocalRegisters
+from chargebrain.devices.drivers.powerbrain import POWERBRAIN_EVSE, PowerBrainEvse
+from chargebrain.devices.drivers.sim import SimEvse
 
 NOW = 1000.0
 
@@ -92,13 +102,34 @@ def test_sessions_learn_phases_until_unplug():
     (EvseReading(current_limit_ma=16000, enabled=True), EvseSetpoint(16000), False),
     (EvseReading(current_limit_ma=8000, enabled=True), EvseSetpoint(8050), False),  # 0.1 A
     (EvseReading(current_limit_ma=63000, enabled=True), EvseSetpoint(80000), False),  # 63 A
+    (EvseReading(current_limit_ma=62900, enabled=True), EvseSetpoint(80000), True),
     (EvseReading(current_limit_ma=16000, enabled=True), EvseSetpoint(10000), True),
     (EvseReading(current_limit_ma=16000, enabled=False), EvseSetpoint(16000), True),
     (EvseReading(current_limit_ma=16000, enabled=True), EvseSetpoint(0, enabled=False), True),
     (EvseReading(current_limit_ma=16000, enabled=False), EvseSetpoint(0, enabled=False), False),
 ])
 def test_a_device_reporting_another_limit_contradicts_what_we_wrote(reading, target, expected):
-    assert contradicts(reading, target) is expected
+    assert contradicts(reading, target, POWERBRAIN_EVSE) is expected
+
+
+@pytest.mark.parametrize(("reading", "target", "expected"), [
+    (EvseReading(current_limit_ma=0, enabled=True), EvseSetpoint(16000), False),  # no report
+    (EvseReading(current_limit_ma=8050, enabled=True), EvseSetpoint(8050), False),
+    (EvseReading(current_limit_ma=8000, enabled=True), EvseSetpoint(8050), True),  # no steps
+    (EvseReading(current_limit_ma=80000, enabled=True), EvseSetpoint(80000), False),
+    (EvseReading(current_limit_ma=63000, enabled=True), EvseSetpoint(80000), True),  # no max
+])
+def test_a_driver_that_declares_nothing_keeps_its_limit_to_the_ma(reading, target, expected):
+    assert evse_capabilities(AjaxEvse(timeout_s=10)) == EXACT_EVSE
+    assert contradicts(reading, target, evse_capabilities(AjaxEvse(timeout_s=10))) is expected
+
+
+def test_drivers_declare_what_their_setpoints_can_express():
+    local = PowerBrainEvse(LocalRegisters(lambda: None, "evse"), voltage_v=230, used_phases=7)
+    assert evse_capabilities(local) == POWERBRAIN_EVSE == EvseCapabilities(
+        step_ma=100, max_current_ma=63000, phase_switching=True)
+    assert evse_capabilities(SimEvse(voltage_v=230)) == EvseCapabilities(
+        step_ma=1, max_current_ma=None, phase_switching=True)
 
 
 def test_zero_current_means_charging_disabled():

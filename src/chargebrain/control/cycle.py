@@ -42,19 +42,13 @@ import contextlib
 import inspect
 import logging
 from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from chargebrain.control import overload
 from chargebrain.control.explain import CycleRecord, explain, not_planned
-from chargebrain.control.hooks import (
-    EvseGate,
-    FreeCharging,
-    UsersHook,
-    UsersLink,
-    safe_gate,
-)
+from chargebrain.control.hooks import EvseGate, FreeCharging, UsersHook, safe_gate
 from chargebrain.control.inputs import (
     InputContext,
     SessionTracker,
@@ -82,19 +76,22 @@ from chargebrain.core.site import (
     SiteInput,
 )
 from chargebrain.devices import config as cfg
-from chargebrain.devices.base import EvseDriver, EvseReading, EvseSetpoint
+from chargebrain.devices.base import (
+    EvseCapabilities,
+    EvseDriver,
+    EvseReading,
+    EvseSetpoint,
+    evse_capabilities,
+)
 from chargebrain.devices.drivers.ajax import AjaxEvse
-from chargebrain.devices.registry import Device
+from chargebrain.devices.registry import Device, DeviceRegistry
 from chargebrain.devices.types import Kind
+from chargebrain.params import Params
 from chargebrain.units import ZERO, Phases, add, rotate_phases
-
-if TYPE_CHECKING:
-    from chargebrain.app import ChargeBrain
 
 log = logging.getLogger(__name__)
 
 MIN_PERIOD_MS = 250
-POWERBRAIN_MAX_MA = 63000  # the highest limit a Power Brain register accepts (8093)
 LOG_LENGTH = 4096
 STOP_WAIT_S = 10.0  # how long stop() lets a running cycle finish
 
@@ -152,21 +149,26 @@ class _Planned:
 class ControlCycle:
     """The periodic control loop of one installation (see the module docstring)."""
 
-    def __init__(self, app: ChargeBrain, *, period_ms: int = 3000,
+    def __init__(self, registry: DeviceRegistry, params: Params, *,
+                 hook: UsersHook | None = None, period_ms: int = 3000,
                  clock: Callable[[], float] | None = None,
-                 hook: UsersHook | None = None) -> None:
-        self.app = app
-        self.registry = app.devices
-        self.params = app.params
+                 after_cycle: Sequence[AfterCycle] = ()) -> None:
+        """`registry`: the devices to read and drive; `params`: the site parameters (read
+        every cycle, `overdraft_cur` written); `hook`: the users domain (default
+        `FreeCharging`); `clock`: unix seconds (default: the registry's clock, so pushed data
+        and readings share it); `after_cycle`: called at the end of every cycle (the state
+        snapshot)."""
+        self.registry = registry
+        self.params = params
         self.period_s = max(MIN_PERIOD_MS, int(period_ms)) / 1000
         # Reads and writes each get at most this long per cycle, whatever a device's own
         # timeout says, so that a dead device cannot stretch the period (reads + writes +
         # planning stay inside one period).
         self._io_budget_s = IO_BUDGET_SHARE * self.period_s
         self._clock = clock
-        self.hook: UsersHook = hook or _default_hook(app)
+        self.hook: UsersHook = hook or FreeCharging()
         self.before_cycle: list[BeforeCycle] = []  # e.g. the --demo simulation's step
-        self.after_cycle: list[AfterCycle] = []  # called at the end of every cycle (state.py)
+        self.after_cycle: list[AfterCycle] = list(after_cycle)  # e.g. state.py's mark_changed
         self.memory = PlanMemory()
         self.last: CycleRecord | None = None
         self.sessions = SessionTracker()
@@ -353,7 +355,7 @@ class ControlCycle:
         if self._stopping:
             return
         now = self.clock()
-        attach = getattr(device.config, "attach", "")
+        attach = device.config.attach if isinstance(device.config, cfg.EvseConfig) else ""
         meter = self.registry.get(attach) if attach else None
         reads = [self.registry.read(device, now, self._io_budget_s)]
         if meter is not None:  # its energy counts for the session this reading may end
@@ -645,7 +647,7 @@ class ControlCycle:
         reading = status.evse_reading
         if reading is None or status.reading_s is None or status.reading_s <= last.at_s:
             return True  # no reading taken since the write: nothing says it was lost
-        return not contradicts(reading, target)
+        return not contradicts(reading, target, evse_capabilities(device.driver))
 
     async def release(self) -> None:
         """Leave every controllable wallbox as `disable_policy` says (on stop)."""
@@ -743,9 +745,12 @@ def to_evse_setpoint(setpoint: Setpoint) -> EvseSetpoint:
     return EvseSetpoint(int(setpoint.current_ma), enabled=True, one_phase=setpoint.one_phase)
 
 
-def contradicts(reading: EvseReading, target: EvseSetpoint) -> bool:
+def contradicts(reading: EvseReading, target: EvseSetpoint,
+                capabilities: EvseCapabilities) -> bool:
     """The device reports a limit/enable other than `target` (it restarted, or someone else
-    wrote it). Devices that do not report their limit (`current_limit_ma` 0) never do."""
+    wrote it). Devices that do not report their limit (`current_limit_ma` 0) never do.
+    A limit the box could not express better (`capabilities`: kept in `step_ma` steps, at
+    most `max_current_ma`) is what we wrote."""
     limit = reading.current_limit_ma
     if limit <= 0:
         return False
@@ -754,8 +759,9 @@ def contradicts(reading: EvseReading, target: EvseSetpoint) -> bool:
     if not target.charging_allowed:
         return False
     want = target.current_ma
-    # a Power Brain keeps 0.1 A steps and at most 63 A
-    return not (min(want, POWERBRAIN_MAX_MA) - 100 < limit <= want)
+    top_ma = capabilities.max_current_ma
+    kept = want if top_ma is None else min(want, top_ma)
+    return not (kept - capabilities.step_ma < limit <= want)
 
 
 def _site_grid_ma(site: SiteInput, now: float, volt: int) -> Phases:
@@ -768,9 +774,3 @@ def _site_grid_ma(site: SiteInput, now: float, volt: int) -> Phases:
             total = add(total, meter_currents_ma(meter, volt))
     return total
 
-
-def _default_hook(app: Any) -> UsersHook:
-    users = getattr(app, "users", None)
-    if users is not None and hasattr(users, "gate_for") and hasattr(users, "track"):
-        return UsersLink(users, getattr(app, "transactions", None))
-    return FreeCharging()

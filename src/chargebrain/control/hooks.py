@@ -20,7 +20,11 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Protocol
+
+from chargebrain.users.cycle import observe_evse
+from chargebrain.users.service import UserService
+from chargebrain.users.transactions import TransactionLog
 
 log = logging.getLogger(__name__)
 
@@ -82,7 +86,7 @@ class UsersLink:
     wallbox neither ends its session nor its transaction.
     """
 
-    def __init__(self, users: Any, transactions: Any | None) -> None:
+    def __init__(self, users: UserService, transactions: TransactionLog | None) -> None:
         self.users = users
         self.transactions = transactions
 
@@ -90,8 +94,6 @@ class UsersLink:
         config = {"users": list(obs.users), "fixed_rfid": obs.fixed_rfid}
         ta_en = 0
         if obs.fresh and self.transactions is not None:
-            from chargebrain.users.cycle import observe_evse
-
             energy = None if obs.energy_wh is None else int(obs.energy_wh)
             gate = observe_evse(self.users, self.transactions, dev_id=obs.dev_id,
                                 config=config, plugged=obs.plugged, charging=obs.charging,

@@ -35,7 +35,7 @@ from chargebrain.core.site import (
     SiteSettings,
 )
 from chargebrain.devices import config as cfg
-from chargebrain.devices.base import EvseReading
+from chargebrain.devices.base import EvseReading, evse_capabilities
 from chargebrain.devices.registry import Device, DeviceRegistry
 from chargebrain.devices.types import Family
 from chargebrain.units import ALL_PHASES_MASK, Phases, rotate_mask, rotate_phases
@@ -269,7 +269,9 @@ def evse_input(registry: DeviceRegistry, device: Device, gate: EvseGate,
         last_power_w=measurement.power_w if measurement is not None else 0,
         arrival_order=session.arrival if session is not None else 0,
         session_energy_wh=session_wh,
-        phase_switching=bool(reading is not None and fresh and reading.phase_switching),
+        # the box can switch at all (its driver says) and may right now (its reading says)
+        phase_switching=bool(reading is not None and fresh and reading.phase_switching
+                             and evse_capabilities(device.driver).phase_switching),
         readings=readings if fresh else (),
         commands=commands,
     )

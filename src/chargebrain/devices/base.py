@@ -1,7 +1,8 @@
 """The one small driver protocol, and the readings and setpoints that cross it.
 
 A driver talks to one device. Every driver can `read(now_s)`; EVSE drivers can also
-`apply(setpoint)`; a device that sends its data instead of being polled (HTTP input, later
+`apply(setpoint)` and may declare their `EvseCapabilities` (setpoint step, maximum, phase
+switching); a device that sends its data instead of being polled (HTTP input, later
 MQTT) has a `PushDriver`, which takes `push(reading, now_s)`. A driver raises `DeviceError`
 (or lets a timeout/OSError escape) when the device does not answer; the registry turns that
 into the device's COM-error status, so drivers stay free of bookkeeping. Readings are raw: the
@@ -120,6 +121,40 @@ class EvseDriver(Driver, Protocol):
     async def apply(self, setpoint: EvseSetpoint) -> None:
         """Write the setpoint to the device; raise DeviceError when that fails."""
         ...
+
+
+@dataclass(frozen=True, slots=True)
+class EvseCapabilities:
+    """What an EVSE's setpoints can express, as its driver declares it.
+
+    `step_ma`: the resolution the box keeps a limit in (it reports e.g. 16.05 A as 16.0 A);
+    `max_current_ma`: the highest limit it accepts (None: no limit of its own);
+    `phase_switching`: it can switch between one and three phases at all (whether it may
+    right now is `EvseReading.phase_switching`)."""
+
+    step_ma: int = 1
+    max_current_ma: int | None = None
+    phase_switching: bool = False
+
+
+EXACT_EVSE = EvseCapabilities()  # drivers that do not declare any: limits kept to the mA
+
+
+@runtime_checkable
+class DeclaresCapabilities(Protocol):
+    """An EVSE driver that says what its setpoints can express."""
+
+    @property
+    def capabilities(self) -> EvseCapabilities:
+        """The box's setpoint resolution, maximum and phase switching."""
+        ...
+
+
+def evse_capabilities(driver: object) -> EvseCapabilities:
+    """What `driver` declares, or `EXACT_EVSE` when it declares nothing."""
+    if isinstance(driver, DeclaresCapabilities):
+        return driver.capabilities
+    return EXACT_EVSE
 
 
 @runtime_checkable

@@ -16,7 +16,6 @@ match answers 403 and counts as a failed attempt for the per-address slowdown.
 
 from __future__ import annotations
 
-import time
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
@@ -68,13 +67,13 @@ def _what(name: str) -> str:
 
 async def get_users(app: ChargeBrain, req: ApiRequest) -> Any:
     """All users (admin)."""
-    now = time.time()
+    now = app.devices.clock()
     return [app.users.user_json(user, now) for user in app.users.users.all()]
 
 
 async def get_user(app: ChargeBrain, req: ApiRequest) -> Any:
     """One user: the admin names it by `id` (or a card by `rfid`); a user by their own."""
-    now = time.time()
+    now = app.devices.clock()
     if req.principal.is_admin:
         uid, rfid = req.text("id"), req.text("rfid")
         if uid is None and rfid is None:
@@ -131,7 +130,7 @@ async def enter_rfid(app: ChargeBrain, req: ApiRequest) -> Any:
     secret = req.required_text("rfid")
     dev_id = req.text("dev_id") or None
     try:
-        applied_at = app.users.enter_rfid(secret, dev_id, time.time())
+        applied_at = app.users.enter_rfid(secret, dev_id, app.devices.clock())
     except UserError as err:
         if err.status == 403 and app.users.resolve(secret) is None:
             await app.auth.note_failure(req.remote)

@@ -28,6 +28,7 @@ from chargebrain.devices.base import (
     STATE_VEHICLE_DETECTED,
     STATE_VENTILATION,
     DeviceError,
+    EvseCapabilities,
     EvseReading,
     EvseSetpoint,
     MeterReading,
@@ -89,6 +90,10 @@ ENABLE = EVSE_FIELDS["charging_enable"]
 RELAY_SELECT = EVSE_FIELDS["relay_select"]  # 0 = three phases, 1 = one phase
 LIMIT_MIN_DA, LIMIT_MAX_DA = LIMIT.allowed[0]  # 6.0 … 63.0 A in 0.1 A
 assert ENABLE.address == LIMIT.address + LIMIT.size  # apply() writes both in one request
+# a Power Brain keeps its limit in 0.1 A, at most 63 A (charging_cur_limit), and switches
+# phases through relay_select
+POWERBRAIN_EVSE = EvseCapabilities(step_ma=100, max_current_ma=LIMIT_MAX_DA * 100,
+                                   phase_switching=True)
 
 
 class Registers(Protocol):
@@ -177,6 +182,11 @@ class PowerBrainEvse:
             # s0_inputs bit 8: the box may switch phases while a car is plugged in
             phase_switching=bool(int(block["s0_inputs"]) & 0x100) or state == STATE_STANDBY,
         )
+
+    @property
+    def capabilities(self) -> EvseCapabilities:
+        """0.1 A steps, at most 63 A, phase switching (`POWERBRAIN_EVSE`)."""
+        return POWERBRAIN_EVSE
 
     async def apply(self, setpoint: EvseSetpoint) -> None:
         if setpoint.one_phase is not None and setpoint.one_phase != self._one_phase:

@@ -15,6 +15,7 @@ from chargebrain.devices.base import (
     STATE_CHARGING,
     STATE_STANDBY,
     STATE_VEHICLE_DETECTED,
+    EvseCapabilities,
     EvseReading,
     EvseSetpoint,
     MeterReading,
@@ -24,6 +25,7 @@ from chargebrain.sim.vehicle import VirtualCar
 from chargebrain.units import ALL_PHASES_MASK, Phases, current_ma, phase_count
 
 SIM_MODEL = "chargebrain,Sim,1.0,sim"
+SIM_EVSE = EvseCapabilities(phase_switching=True)
 
 
 class SimEvse:
@@ -69,6 +71,11 @@ class SimEvse:
             rfid=self.car.rfid if self.car.plugged else "",
             phase_switching=self.phase_switching,
         )
+
+    @property
+    def capabilities(self) -> EvseCapabilities:
+        """Limits kept to the mA, no maximum of its own, phase switching (`SIM_EVSE`)."""
+        return SIM_EVSE
 
     async def apply(self, setpoint: EvseSetpoint) -> None:
         self.offered_ma = setpoint.current_ma if setpoint.enabled else 0
