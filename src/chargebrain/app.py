@@ -20,7 +20,12 @@ from chargebrain.auth import Authenticator
 from chargebrain.cmvars import CmVars
 from chargebrain.control.cycle import ControlCycle
 from chargebrain.control.hooks import UsersLink
+from chargebrain.control.policy import policy_setpoint
+from chargebrain.devices.config import EvseConfig
+from chargebrain.devices.device import Device
 from chargebrain.devices.registry import DeviceRegistry
+from chargebrain.ocpp import CentralSystem
+from chargebrain.ocpp.auth import TagAuthority
 from chargebrain.params import Params
 from chargebrain.powerbrain import PowerBrain
 from chargebrain.sim.demo import DemoSite
@@ -43,6 +48,8 @@ class Settings:
     admin_password: str | None = None
     cycle_ms: int = 3000
     demo: bool = False
+    ocpp_port: int = 0  # OCPP 1.6J server (the CLI's default is 19520); 0 = off
+    ocpp_password: str | None = None  # HTTP Basic password of the boxes (None: none asked)
 
 
 class ChargeBrain:
@@ -59,9 +66,11 @@ class ChargeBrain:
         # CM variables (set_cm_vars/get_cm_vars; CM.<name> in formulas): cmvars.py
         self.cm_vars = CmVars(self.store)
         # configured devices with their drivers and runtime status (devices/registry.py)
+        self.ocpp: CentralSystem | None = None  # the OCPP server (chargebrain/ocpp), if on
         self.devices = DeviceRegistry(self.store,
                                       voltage_v=lambda: int(self.params["system_voltage"]),
-                                      powerbrain=lambda: self.powerbrain)
+                                      powerbrain=lambda: self.powerbrain,
+                                      ocpp=lambda: self.ocpp)
         self.devices.load()
         # users, RFIDs, sessions, budgets (app.users) and the transaction log
         self.users = UserService(self.store, tz=None,
@@ -71,6 +80,8 @@ class ChargeBrain:
             ledger=self.users.ledger, budget_for=self.users.budget_for,
             name_of=self.users.user_name)
         self.transactions.recover()
+        if settings.ocpp_port != 0:
+            self.ocpp = self._ocpp_central()
         self.devices.on_change.append(  # a deleted EVSE ends its session and transaction
             lambda dev_id: device_changed(self.users, self.transactions, dev_id,
                                          self.devices.clock()))
@@ -107,6 +118,8 @@ class ChargeBrain:
         await site.start()
         self.http_port = _bound_port(site, self.settings.port)
         log.info("HTTP API listening on http://%s:%d/cnf", self.settings.host, self.http_port)
+        if self.ocpp is not None:
+            await self.ocpp.start()
         if self.settings.demo:
             self.demo = DemoSite(self)
             await self.demo.install()
@@ -121,6 +134,8 @@ class ChargeBrain:
                 await task
         if self._runner is not None:
             await self._runner.cleanup()
+        if self.ocpp is not None:
+            await self.ocpp.stop()
         await self.devices.close()
         with contextlib.suppress(Exception):
             # the last seconds of running transactions
@@ -129,6 +144,32 @@ class ChargeBrain:
             await self.modbus_server.stop()
         self.powerbrain.close()
         self.store.close()
+
+
+    def _ocpp_central(self) -> CentralSystem:
+        """The OCPP server, told which boxes are configured (evse_ocpp devices: address =
+        ChargeBox ID, id = connector), who may charge and the fallback current."""
+        def devices_of(box_id: str, connector_id: int | None) -> list[Device]:
+            return [d for d in self.devices.evses()
+                    if d.config.dev_type == "evse_ocpp" and d.config.address == box_id
+                    and d.enabled and connector_id in (None, d.config.id)]
+
+        def fallback_ma(box_id: str, connector_id: int) -> int:
+            found = devices_of(box_id, connector_id)
+            if not found or not isinstance(found[0].config, EvseConfig):
+                return 0
+            target = policy_setpoint(found[0].config, found[0].status.max_current_ma,
+                                     int(self.params["disable_policy"]))
+            return target.current_ma if target.charging_allowed else 0
+
+        tags = TagAuthority(self.users, lambda box, conn: [d.dev_id for d in
+                                                           devices_of(box, conn)],
+                            self.devices.clock)
+        return CentralSystem(self.settings.host, self.settings.ocpp_port,
+                             connectors_of=lambda box: [d.config.id
+                                                        for d in devices_of(box, None)],
+                             authorize=tags.authorize, fallback_ma=fallback_ma,
+                             password=self.settings.ocpp_password)
 
 
 def _bound_port(site: web.TCPSite, requested: int) -> int:

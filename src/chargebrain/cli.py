@@ -27,6 +27,10 @@ def build_parser() -> argparse.ArgumentParser:
                        help="set the admin password (or CHARGEBRAIN_ADMIN_PASSWORD)")
     serve.add_argument("--cycle-ms", type=int, default=3000,
                        help="control cycle period in ms (250…60000, default 3000)")
+    serve.add_argument("--ocpp-port", type=int, default=19520,
+                       help="OCPP 1.6J server for wallboxes (ws://host:N/<ChargeBoxID>); 0 = off")
+    serve.add_argument("--ocpp-password", default=os.environ.get("CHARGEBRAIN_OCPP_PASSWORD"),
+                       help="password the wallboxes send (HTTP Basic, user = ChargeBox ID)")
     serve.add_argument("--demo", action="store_true",
                        help="add a simulated site (grid meter, PV, house, three wallboxes)")
     return parser
@@ -38,12 +42,15 @@ def main(argv: list[str] | None = None) -> int:
         build_parser().error("--cycle-ms must be between 250 and 60000")
     if not 0 <= args.modbus_port <= 65533:
         build_parser().error("--modbus-port must be between 0 and 65533")
+    if not 0 <= args.ocpp_port <= 65535:
+        build_parser().error("--ocpp-port must be between 0 and 65535")
     logging.basicConfig(level=logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     limit_client_errors()
     settings = Settings(data_dir=args.data_dir, host=args.host, port=args.port,
                         modbus_port=args.modbus_port, admin_password=args.admin_password,
-                        cycle_ms=args.cycle_ms, demo=args.demo)
+                        cycle_ms=args.cycle_ms, demo=args.demo, ocpp_port=args.ocpp_port,
+                        ocpp_password=args.ocpp_password)
     return asyncio.run(_serve(settings))
 
 

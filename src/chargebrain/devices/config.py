@@ -36,6 +36,7 @@ MAX_CURRENT_MA = 1_000_000  # 1000 A: room for groups and cascaded managers, ref
 MAX_GROUP = 999_999
 MAX_ENERGY_WH = 10**12
 DEV_ID_RE = re.compile(r"^[EM][1-9][0-9]{0,5}$")
+OCPP_BOX_ID_RE = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
 LOCAL_EVSE_ADDRESS = "evse"
 LOCAL_METER_ADDRESSES = ("meter1", "meter2")
 EVSE_MIN_CURRENT_MA = 6000  # IEC 61851: no EV charges below 6 A
@@ -225,6 +226,8 @@ def defaults_for(dev_type: str, dev_id: str) -> dict[str, Any]:
                    desc="Power Brain, S0 Zähler 1")
     elif dev_type == "evse_group":
         out.update(name=f"Gruppe {n}", id=0)
+    elif dev_type == "evse_ocpp":
+        out.update(name="OCPP Wallbox", id=1)
     elif info is not None and info.family is Family.AJAX:
         out.update(name="HTTP Input", com_timeout_ms=30000, id=0)
     elif info is not None and info.family is Family.SIM:
@@ -235,11 +238,15 @@ def defaults_for(dev_type: str, dev_id: str) -> dict[str, Any]:
 
 
 def check_address(dev_type: str, address: str) -> None:
-    """Power Brain devices need `evse`/`meter1`/`meter2` (built in) or `host:port` (remote)."""
+    """Power Brain devices need `evse`/`meter1`/`meter2` (built in) or `host:port` (remote);
+    an OCPP wallbox its ChargeBox ID."""
     if dev_type == "evse_powerbrain" and address != LOCAL_EVSE_ADDRESS:
         parse_host_port(address, "evse")
     elif dev_type == "meter_powerbrain" and address not in LOCAL_METER_ADDRESSES:
         parse_host_port(address, "meter1, meter2")
+    elif dev_type == "evse_ocpp" and not OCPP_BOX_ID_RE.match(address):
+        raise ValueError("address must be the wallbox's ChargeBox ID (1 to 64 letters, digits"
+                         " or . _ : -)")
 
 
 def parse_host_port(address: str, local: str) -> Endpoint:

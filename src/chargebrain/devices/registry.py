@@ -50,6 +50,7 @@ from chargebrain.devices.index import DeviceIndex, Measurement
 from chargebrain.devices.runtime import DeviceRuntime, adjust_meter, close_driver
 from chargebrain.devices.status import DeviceStatus, SiteStatus
 from chargebrain.devices.store import DeviceStore
+from chargebrain.ocpp import CentralSystem
 from chargebrain.store.db import Store
 
 __all__ = ["Change", "Device", "DeviceRegistry", "Measurement", "adjust_meter"]
@@ -71,10 +72,12 @@ class DeviceRegistry:
 
     def __init__(self, store: Store, *, voltage_v: Callable[[], int] = lambda: 230,
                  powerbrain: Callable[[], Any] = lambda: None,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time,
+                 ocpp: Callable[[], CentralSystem | None] = lambda: None) -> None:
         self.store = DeviceStore(store)
         self.index = DeviceIndex()
-        self.runtime = DeviceRuntime(self.store, voltage_v=voltage_v, powerbrain=powerbrain)
+        self.runtime = DeviceRuntime(self.store, voltage_v=voltage_v, powerbrain=powerbrain,
+                                     ocpp=ocpp)
         self.clock = clock
         self.version = 0
         self.on_change: list[Callable[[str], None]] = []

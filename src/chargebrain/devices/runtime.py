@@ -34,6 +34,7 @@ from chargebrain.devices.device import Device
 from chargebrain.devices.drivers import build_driver
 from chargebrain.devices.status import DeviceStatus, integrate_wh
 from chargebrain.devices.store import DeviceStore
+from chargebrain.ocpp import CentralSystem
 
 log = logging.getLogger(__name__)
 
@@ -44,14 +45,17 @@ class DeviceRuntime:
     """Drivers and I/O bookkeeping for the devices the registry hands in."""
 
     def __init__(self, store: DeviceStore, *, voltage_v: Callable[[], int],
-                 powerbrain: Callable[[], Any]) -> None:
+                 powerbrain: Callable[[], Any],
+                 ocpp: Callable[[], CentralSystem | None] = lambda: None) -> None:
         self.store = store
         self.voltage_v = voltage_v
         self.powerbrain = powerbrain
+        self.ocpp = ocpp
 
     def build(self, config: DeviceConfig, position: int, status: DeviceStatus) -> Device:
         """A device with a new driver and the given status."""
-        driver = build_driver(config, voltage_v=self.voltage_v(), powerbrain=self.powerbrain)
+        driver = build_driver(config, voltage_v=self.voltage_v(), powerbrain=self.powerbrain,
+                              ocpp=self.ocpp)
         return Device(config=config, position=position, driver=driver, status=status)
 
     # -- I/O ----------------------------------------------------------------------------------

@@ -29,7 +29,7 @@ class Family(enum.Enum):
     VIRTUAL = "virtual"  # computed by the control cycle from other devices, no driver
     MODBUS_DEF = "modbus_def"  # generic Modbus meter from a meter definition (later)
     EXPRESSION = "expression"  # formula meter (later)
-    OCPP = "ocpp"  # OCPP 1.6J wallbox (later)
+    OCPP = "ocpp"  # OCPP 1.6J wallbox on the central system (chargebrain.ocpp)
     CM = "cm"  # cascaded charging manager (later)
 
 
@@ -48,7 +48,7 @@ _TYPES = [
     DevType("evse_group", "EVSE Group", Kind.EVSE, Family.GROUP),
     DevType("evse_sim", "Sim-Wallbox", Kind.EVSE, Family.SIM),
     DevType("evse_cm", "Charging Manager Slave", Kind.EVSE, Family.CM, supported=False),
-    DevType("evse_ocpp", "EVSE with OCPP 1.6", Kind.EVSE, Family.OCPP, supported=False),
+    DevType("evse_ocpp", "EVSE with OCPP 1.6", Kind.EVSE, Family.OCPP),
     DevType("meter_powerbrain", "Power Brain S0 Meter", Kind.METER, Family.POWERBRAIN),
     DevType("meter_ajax", "HTTP Input Meter", Kind.METER, Family.AJAX),
     DevType("meter_sim", "Sim-Meter", Kind.METER, Family.SIM),
