@@ -164,7 +164,7 @@ class ChargeBrain:
 
         tags = TagAuthority(self.users, lambda box, conn: [d.dev_id for d in
                                                            devices_of(box, conn)],
-                            self.devices.clock)
+                            lambda: self.devices.clock())
         return CentralSystem(self.settings.host, self.settings.ocpp_port,
                              connectors_of=lambda box: [d.config.id
                                                         for d in devices_of(box, None)],

@@ -14,7 +14,8 @@ plan. Until the setup is done the link is not `ready` and the device reads as a 
 Control (`set_limit`): one profile per change, renewed by the keeper when half its `hold_s`
 has passed — only while the driver keeps reading the connector (`touch`), so a box whose
 manager stopped caring falls back by itself when the profile runs out. A rejected profile or a
-call that timed out raises `OcppError` and stays in `error` until a profile is accepted again.
+call that timed out raises `OcppError` and stays in `error` until a profile is accepted again;
+the keeper retries it every `hold_s / 2` while the driver reads.
 
 Times for the keeper are the event loop's monotonic clock; profile start times are UTC.
 """
@@ -59,6 +60,7 @@ class Limit:
     number_phases: int | None
     sent_s: float
     touched_s: float
+    failed: bool = False  # the box refused it or did not answer: not in force
 
 
 class BoxLink:
@@ -146,7 +148,8 @@ class BoxLink:
         for connector_id, limit in list(self.limits.items()):
             if now - limit.sent_s >= hold / 2 and now - limit.touched_s < hold:
                 with contextlib.suppress(OcppError):
-                    await self.set_limit(connector_id, limit.current_ma, limit.number_phases)
+                    await self.set_limit(connector_id, limit.current_ma, limit.number_phases,
+                                         renewal=True)
 
     # -- control --------------------------------------------------------------------------------
 
@@ -157,9 +160,10 @@ class BoxLink:
             limit.touched_s = time.monotonic()
 
     async def set_limit(self, connector_id: int, current_ma: int,
-                        number_phases: int | None = None) -> None:
+                        number_phases: int | None = None, *, renewal: bool = False) -> None:
         """Send `current_ma` (0 = no charging) to the connector for `hold_s`: a TxProfile
-        while a transaction runs (a TxDefaultProfile when the box refuses that)."""
+        while a transaction runs (a TxDefaultProfile when the box refuses that). A `renewal`
+        (the keeper's) does not count as the driver still wanting the limit."""
         if not self.ready:
             raise OcppError(f"OCPP box {self.box_id} is not set up")
         transaction_id = self.connector(connector_id).transaction_id
@@ -177,12 +181,19 @@ class BoxLink:
                 await self._send(profile_payload(connector_id, current_ma, duration_s=hold,
                                                  number_phases=number_phases))
         except OcppError as err:
+            # kept as wanted: the keeper tries it again after hold_s / 2
             self.error = str(err)
-            self.limits.pop(connector_id, None)
+            previous = self.limits.get(connector_id)
+            now = time.monotonic()
+            touched = previous.touched_s if renewal and previous is not None else now
+            self.limits[connector_id] = Limit(current_ma, number_phases, now, touched,
+                                              failed=True)
             raise
         now = time.monotonic()
         self.error = ""
-        self.limits[connector_id] = Limit(current_ma, number_phases, now, now)
+        previous = self.limits.get(connector_id)
+        touched = previous.touched_s if renewal and previous is not None else now
+        self.limits[connector_id] = Limit(current_ma, number_phases, now, touched)
 
     async def _send(self, payload: Any) -> None:
         handler = self.handler

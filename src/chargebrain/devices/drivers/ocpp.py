@@ -50,13 +50,15 @@ class OcppEvse:
 
     async def read(self, now_s: float) -> EvseReading:
         link = self._link()
+        link.touch(self.connector_id)  # still wanted: the keeper renews (or retries) it
         if link.error:
             raise DeviceError(link.error)
         conn = link.connector(self.connector_id)
         if conn.faulted:
             raise DeviceError(f"OCPP connector {self.connector_id} Faulted ({conn.error_code})")
-        link.touch(self.connector_id)
         limit = link.limits.get(self.connector_id)
+        if limit is not None and limit.failed:
+            limit = None
         power_w = conn.power_w
         if power_w is None:
             power_w = round(sum(conn.currents_ma) * self.voltage_v / 1000)

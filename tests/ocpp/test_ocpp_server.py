@@ -1,0 +1,262 @@
+"""The OCPP 1.6J central system with the `ocpp` library's own ChargePoint as the box, over real
+loopback WebSockets: boot, status and meter values, profiles from the plan, tags through the
+users domain, transactions, disconnects, refused profiles and malformed messages."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+
+import pytest
+from websockets.asyncio.client import connect
+
+from chargebrain.sim.ocpp_box import SimBox
+from tests.control.helpers import add, dev_info, device, push_meter, set_params
+from tests.ocpp.support import ocpp_site, until
+from tests.users.helpers import new_user
+
+
+@pytest.fixture
+async def site(tmp_path):
+    async with ocpp_site(tmp_path / "data") as running:
+        yield running
+
+
+async def cycles(site, n: int = 2, step_s: float = 3.0) -> None:
+    for _ in range(n):
+        await site.app.cycle.run_once()
+        site.clock.advance(step_s)
+
+
+async def test_configured_box_is_accepted_and_set_up_unknown_box_rejected(site):
+    await add(site, dev_id="E2", dev_type="evse_ocpp", address="BOX-1", id=1)
+    box = await site.box("BOX-1")
+    # setup: the measurands, then a standing default (disable_policy 1: the minimum 6 A) and
+    # a 0 A control profile: no current before the first plan
+    assert box.configuration["MeterValuesSampledData"] == (
+        "Current.Import,Power.Active.Import,Energy.Active.Import.Register")
+    assert box.configuration["MeterValueSampleInterval"] == "10"
+    levels = {(p["charging_profile_purpose"], p["stack_level"]):
+              p["charging_schedule"]["charging_schedule_period"][0]["limit"]
+              for p in box.received}
+    assert levels == {("TxDefaultProfile", 0): 6.0, ("TxDefaultProfile", 1): 0.0}
+    assert "duration" not in box.received[0]["charging_schedule"]  # standing: no end
+    assert box.limit_a(1) == 0.0
+    stranger = await site.box("NOBODY", boot=False)
+    assert await stranger.boot() == "Rejected"
+    assert site.central.unknown_boxes == ["NOBODY"]
+    await box.close()
+    await stranger.close()
+
+
+async def test_status_and_meter_values_reach_get_dev_info(site):
+    await add(site, dev_id="E2", dev_type="evse_ocpp", address="BOX-1", id=1)
+    box = await site.box("BOX-1")
+    await box.status(1, "Charging")
+    await box.meter(1, (7.5, 7.4, 7.6), energy_wh=12_345, power_w=5150)
+    await cycles(site, 1)
+    info = await device(site, "E2")
+    assert info["state"] == 3 and info["com_err"] is False
+    assert [info[f"current_l{n}"] for n in (1, 2, 3)] == [7500, 7400, 7600]
+    assert site.app.devices.get("E2").status.evse_reading.total_energy_wh == 12_345
+    assert site.app.devices.get("E2").status.evse_reading.power_w == 5150
+    # Faulted is a COM error with the box's error code
+    await box.status(1, "Faulted", "GroundFailure")
+    await cycles(site, 1)
+    info = await device(site, "E2")
+    assert info["com_err"] is True and "GroundFailure" in info["last_error"]
+    await box.close()
+
+
+async def test_two_boxes_share_20_a_and_follow_the_house_load(site):
+    await set_params(site, max_total_current=20000)
+    await add(site, dev_id="M3", dev_type="meter_ajax", role=1, com_timeout_ms=60000)
+    await add(site, dev_id="E2", dev_type="evse_ocpp", address="A", id=1)
+    await add(site, dev_id="E3", dev_type="evse_ocpp", address="B", id=1)
+    a, b = await site.box("A"), await site.box("B")
+    for box in (a, b):
+        await box.status(1, "Charging")
+        await box.meter(1, (0, 0, 0), energy_wh=0)
+    await push_meter(site, "M3", (0, 0, 0))
+    await cycles(site, 3)
+    assert (a.limit_a(1), b.limit_a(1)) == (10.0, 10.0)
+    # the house (M3 measures its consumption) takes 4 A on every phase: 16 A left for both
+    for box in (a, b):
+        await box.meter(1, (10, 10, 10), energy_wh=100)
+    await push_meter(site, "M3", (4000, 4000, 4000))
+    await cycles(site, 3)
+    assert (a.limit_a(1), b.limit_a(1)) == (8.0, 8.0)
+    last = a.received[-1]
+    assert last["connector_id"] == 1 and last["charging_schedule"]["charging_rate_unit"] == "A"
+    assert 0 < last["charging_schedule"]["duration"] <= 60 + 60  # bounded (hold + backdate)
+    await a.close()
+    await b.close()
+
+
+async def test_tags_authorise_through_the_users_domain(site):
+    anna = await new_user(site, name="Anna", rfids=[{"id": "CARD-ANNA"}])
+    await add(site, dev_id="E2", dev_type="evse_ocpp", address="BOX-1", id=1, users=[anna])
+    box = await site.box("BOX-1")
+    assert await box.authorize("CARD-ANNA") == "Accepted"
+    assert await box.authorize("UNKNOWN") == "Invalid"
+    await box.status(1, "Preparing")
+    await cycles(site, 1)
+    assert (await device(site, "E2"))["needs_auth"] in (True, 1)
+    assert site.app.devices.get("E2").status.last_set_charging_cur == 0
+    _, status = await box.start_transaction(1, "UNKNOWN")
+    assert status == "Invalid"
+    _, status = await box.start_transaction(1, "CARD-ANNA")
+    assert status == "Accepted"
+    await box.status(1, "Charging")
+    await cycles(site, 2)
+    assert site.app.users.sessions.get("E2").user_id == anna
+    assert box.limit_a(1) == 16.0  # authorised: the plan's current, as a TxProfile
+    assert box.received[-1]["charging_profile_purpose"] == "TxProfile"
+    await box.close()
+
+
+async def test_open_box_accepts_any_tag(site):
+    await add(site, dev_id="E2", dev_type="evse_ocpp", address="OPEN", id=1)
+    box = await site.box("OPEN")
+    assert await box.authorize("WHATEVER") == "Accepted"
+    assert (await box.start_transaction(1, "WHATEVER"))[1] == "Accepted"
+    await box.close()
+
+
+async def test_a_transaction_lands_in_get_transactions_with_its_energy(site):
+    anna = await new_user(site, name="Anna", rfids=[{"id": "CARD-ANNA"}])
+    await add(site, dev_id="E2", dev_type="evse_ocpp", address="BOX-1", id=1, users=[anna])
+    box = await site.box("BOX-1")
+    await box.meter(1, (0, 0, 0), energy_wh=50_000)
+    await box.status(1, "Preparing")
+    await cycles(site, 1)
+    await box.start_transaction(1, "CARD-ANNA")
+    await box.status(1, "Charging")
+    await cycles(site, 1)
+    await box.meter(1, (16, 16, 16), energy_wh=52_500)
+    await cycles(site, 1)
+    box.connectors[1].energy_wh = 53_000
+    await box.stop_transaction(1)
+    await box.status(1, "Finishing")
+    await cycles(site, 1)
+    await box.status(1, "Available")
+    await cycles(site, 1)
+    status, rows = await site.client.get("get_transactions")
+    assert status == 200 and len(rows) == 1
+    assert rows[0]["dev_id"] == "E2" and rows[0]["user_id"] == anna
+    assert rows[0]["energy_wh"] == 3000
+    await box.close()
+
+
+async def test_disconnect_is_com_error_and_reconnect_restores(site):
+    await add(site, dev_id="E2", dev_type="evse_ocpp", address="BOX-1", id=1)
+    box = await site.box("BOX-1")
+    await box.status(1, "Charging")
+    await cycles(site, 2)
+    assert box.limit_a(1) == 16.0
+    await box.close()
+    link = site.central.link("BOX-1")
+    await until(lambda: not link.connected)
+    await cycles(site, 1)
+    info = await device(site, "E2")
+    assert info["com_err"] is True and "not connected" in info["last_error"]
+    again = await site.box("BOX-1")
+    await again.status(1, "Charging")
+    assert again.limit_a(1) == 0.0  # after boot: nothing until the plan
+    await cycles(site, 2)
+    assert (await device(site, "E2"))["com_err"] is False
+    assert again.limit_a(1) == 16.0
+    await again.close()
+
+
+async def test_a_box_that_rejects_profiles_is_a_com_error(tmp_path):
+    async with ocpp_site(tmp_path / "data", hold_s=4) as site:
+        await _rejecting_box(site)
+
+
+async def _rejecting_box(site):
+    await add(site, dev_id="E2", dev_type="evse_ocpp", address="BOX-1", id=1)
+    box = await site.box("BOX-1")
+    await box.status(1, "Charging")
+    box.profile_status = "Rejected"
+    await cycles(site, 2)
+    info = await device(site, "E2")
+    assert info["com_err"] is True and "Rejected" in info["last_error"]
+    assert box.limit_a(1) == 0.0  # still the setup's 0 A
+    box.profile_status = "Accepted"
+    # the keeper retries the wanted limit after hold_s / 2 (2 s here) while the cycle reads
+    for _ in range(8):
+        await asyncio.sleep(0.5)
+        await cycles(site, 1)
+    assert (await device(site, "E2"))["com_err"] is False
+    assert box.limit_a(1) == 16.0
+    await box.close()
+
+
+async def test_malformed_messages_get_a_call_error_and_disturb_nothing(site):
+    await add(site, dev_id="E2", dev_type="evse_ocpp", address="BOX-1", id=1)
+    box = await site.box("BOX-1")
+    await box.status(1, "Charging")
+    async with connect(f"{site.url}/RAW", subprotocols=["ocpp1.6"]) as raw:
+        # a StatusNotification with an invalid status, and an action that does not exist
+        await raw.send(json.dumps([2, "m1", "StatusNotification",
+                                   {"connectorId": 1, "errorCode": "NoError",
+                                    "status": "Exploded"}]))
+        answer = json.loads(await asyncio.wait_for(raw.recv(), 5))
+        assert answer[0] == 4 and answer[1] == "m1"
+        assert answer[2] in ("FormatViolation", "FormationViolation", "PropertyConstraintViolation")
+        await raw.send(json.dumps([2, "m2", "Teleport", {}]))
+        answer = json.loads(await asyncio.wait_for(raw.recv(), 5))
+        assert answer[0] == 4 and answer[1] == "m2" and answer[2] == "NotSupported"
+        # a 1.6 message chargebrain does not handle
+        await raw.send(json.dumps([2, "m4", "DiagnosticsStatusNotification",
+                                   {"status": "Idle"}]))
+        answer = json.loads(await asyncio.wait_for(raw.recv(), 5))
+        assert answer[0] == 4 and answer[1] == "m4" and answer[2] == "NotImplemented"
+        await raw.send(json.dumps([2, "m3", "Heartbeat", {}]))
+        answer = json.loads(await asyncio.wait_for(raw.recv(), 5))
+        assert answer[0] == 3 and answer[1] == "m3"
+    await cycles(site, 2)
+    assert (await device(site, "E2"))["com_err"] is False
+    assert box.limit_a(1) == 16.0
+    await box.close()
+
+
+async def test_profiles_are_renewed_and_run_out_into_the_fallback(tmp_path):
+    async with ocpp_site(tmp_path / "data", hold_s=2) as site:
+        await add(site, dev_id="E2", dev_type="evse_ocpp", address="BOX-1", id=1)
+        box = await site.box("BOX-1")
+        await box.status(1, "Charging")
+        await cycles(site, 2)
+        sent = len(box.received)
+        for _ in range(6):  # the cycle keeps reading: the keeper renews every hold_s / 2
+            await asyncio.sleep(0.5)
+            await cycles(site, 1)
+        assert len(box.received) >= sent + 2
+        assert box.limit_a(1) == 16.0
+        # chargebrain stops caring (no reads): the profile runs out, the standing 6 A rules
+        await asyncio.sleep(5)
+        assert box.limit_a(1) == 6.0
+        await box.close()
+
+
+async def test_password_is_checked(tmp_path):
+    async with ocpp_site(tmp_path / "data", password="s3cret") as site:
+        await add(site, dev_id="E2", dev_type="evse_ocpp", address="BOX-1", id=1)
+        with pytest.raises(Exception, match="401"):
+            await SimBox.connect(site.url, "BOX-1")
+        good = {"Authorization": "Basic " + base64.b64encode(b"BOX-1:s3cret").decode()}
+        box = await SimBox.connect(site.url, "BOX-1", headers=good)
+        assert await box.boot() == "Accepted"
+        await box.close()
+
+
+async def test_dev_info_lists_the_ocpp_box(site):
+    await add(site, dev_id="E2", dev_type="evse_ocpp", address="BOX-1", id=2)
+    info = await dev_info(site)
+    assert any(d["dev_id"] == "E2" for d in info["devices"])
+    status, body = await site.client.post(
+        "set_device", {"devices": [{"dev_id": "E4", "dev_type": "evse_ocpp",
+                                    "address": "bad id/with slash"}]})
+    assert status == 400 and "ChargeBox ID" in str(body)
