@@ -169,7 +169,8 @@ class ChargeBrain:
                              connectors_of=lambda box: [d.config.id
                                                         for d in devices_of(box, None)],
                              authorize=tags.authorize, fallback_ma=fallback_ma,
-                             password=self.settings.ocpp_password)
+                             password=self.settings.ocpp_password,
+                             unknown_boxes=self.devices.site.ocpp_unknown_boxes)
 
 
 def _bound_port(site: web.TCPSite, requested: int) -> int:

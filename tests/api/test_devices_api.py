@@ -35,6 +35,7 @@ PARAM_TYPES = {
     "max_total_evse_current": int, "cons_evse_power": int, "avail_evse_power": int,
     "grid_pwr": int, "cons_pwr": int, "surplus_power": int, "error_pwr": int,
     "ocpp_gateway_license_cnt": int, "ocpp_gateway_licenses_used": int,
+    "ocpp_unknown_boxes": list,
 }
 COMMON_TYPES = {
     "dev_type": str, "device_enabled": int, "name": str, "address": str, "id": int,

@@ -46,6 +46,11 @@ async def test_configured_box_is_accepted_and_set_up_unknown_box_rejected(site):
     stranger = await site.box("NOBODY", boot=False)
     assert await stranger.boot() == "Rejected"
     assert site.central.unknown_boxes == ["NOBODY"]
+    assert (await dev_info(site))["params"]["ocpp_unknown_boxes"] == ["NOBODY"]
+    # added as a device, its next BootNotification is accepted and it leaves the list
+    await add(site, dev_id="E3", dev_type="evse_ocpp", address="NOBODY", id=1)
+    assert await stranger.boot() == "Accepted"
+    assert site.central.unknown_boxes == []
     await box.close()
     await stranger.close()
 

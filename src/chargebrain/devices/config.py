@@ -227,7 +227,7 @@ def defaults_for(dev_type: str, dev_id: str) -> dict[str, Any]:
     elif dev_type == "evse_group":
         out.update(name=f"Gruppe {n}", id=0)
     elif dev_type == "evse_ocpp":
-        out.update(name="OCPP Wallbox", id=1)
+        out.update(name="OCPP Wallbox", id=1, address=dev_id)  # until the ChargeBox ID is set
     elif info is not None and info.family is Family.AJAX:
         out.update(name="HTTP Input", com_timeout_ms=30000, id=0)
     elif info is not None and info.family is Family.SIM:

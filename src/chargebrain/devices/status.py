@@ -9,7 +9,7 @@ runtime.py and store.py).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from chargebrain.devices.base import EvseReading, EvseSetpoint, MeterReading, Reading
 
@@ -116,3 +116,5 @@ class SiteStatus:
     surplus_power_w: int | None = None
     error_pwr_w: int | None = None
     max_total_current_ma: int | None = None  # evaluated site limit when it is a formula
+    # ChargeBox IDs whose BootNotification the OCPP server rejected (not configured yet)
+    ocpp_unknown_boxes: list[str] = field(default_factory=list)

@@ -91,6 +91,7 @@ def params_info(params: dict[str, Any], registry: DeviceRegistry, *, now_s: floa
                 "serialno": serialno},
         "ocpp_gateway_license_cnt": 0,
         "ocpp_gateway_licenses_used": 0,
+        "ocpp_unknown_boxes": list(site.ocpp_unknown_boxes),
     }
     for name, value in params.items():
         out.setdefault(name, value)

@@ -40,8 +40,13 @@ TX_PROFILE_ID = 300  # + connector id (TxProfile)
 class BoxEvents(Protocol):
     """What a connection reports to its box (`server.BoxLink`)."""
 
-    known: bool
     heartbeat_s: int
+
+    @property
+    def known(self) -> bool:
+        """The box is configured (its BootNotification is accepted)."""
+        ...
+
     connectors: dict[int, ConnectorState]
 
     def connector(self, connector_id: int) -> ConnectorState:
@@ -50,6 +55,10 @@ class BoxEvents(Protocol):
 
     def booted(self) -> None:
         """The box sent BootNotification and was accepted: (re)run the setup."""
+        ...
+
+    def rejected(self) -> None:
+        """An unconfigured box sent BootNotification (it was rejected)."""
         ...
 
     def authorize(self, connector_id: int | None, id_tag: str, start: bool) -> str:
@@ -77,6 +86,8 @@ class BoxHandler(ChargePoint):  # type: ignore[misc]  # the library is untyped
     def on_boot(self, charge_point_vendor: str, charge_point_model: str,
                 **_: Any) -> call_result.BootNotification:
         status = "Accepted" if self.events.known else "Rejected"
+        if status == "Rejected":
+            self.events.rejected()
         return call_result.BootNotification(current_time=_now_iso(),
                                             interval=self.events.heartbeat_s, status=status)
 

@@ -69,7 +69,6 @@ class BoxLink:
     def __init__(self, box_id: str, central: CentralSystem) -> None:
         self.box_id = box_id
         self.central = central
-        self.known = False
         self.heartbeat_s = central.heartbeat_s
         self.connectors: dict[int, ConnectorState] = {}
         self.handler: BoxHandler | None = None
@@ -79,6 +78,12 @@ class BoxLink:
         self.limits: dict[int, Limit] = {}
         self.profile_messages = 0  # SetChargingProfile calls sent (changes and renewals)
         self._setup: asyncio.Task[None] | None = None
+
+    @property
+    def known(self) -> bool:
+        """Configured now (an evse_ocpp device names this ChargeBox ID): asked at every boot,
+        so a box rejected before is accepted at its next BootNotification once it is added."""
+        return bool(self.central.connectors_of(self.box_id))
 
     @property
     def connected(self) -> bool:
@@ -105,8 +110,17 @@ class BoxLink:
             if self._setup is not None:
                 self._setup.cancel()
 
+    def rejected(self) -> None:
+        """BootNotification of an unconfigured box: listed (and logged once) for the user."""
+        if self.box_id not in self.central.unknown_boxes:
+            self.central.unknown_boxes.append(self.box_id)
+            log.warning("OCPP box %s is not configured: boot rejected (add an evse_ocpp "
+                        "device with address %s)", self.box_id, self.box_id)
+
     def booted(self) -> None:
         """Accepted BootNotification: (re)run the setup in the background."""
+        if self.box_id in self.central.unknown_boxes:
+            self.central.unknown_boxes.remove(self.box_id)
         self.accepted_once, self.ready = True, False
         if self._setup is not None:
             self._setup.cancel()
@@ -223,7 +237,8 @@ class CentralSystem:
                  fallback_ma: Callable[[str, int], int],
                  password: str | None = None, ssl_context: ssl.SSLContext | None = None,
                  heartbeat_s: int = 60, meter_interval_s: int = 10, hold_s: int = 60,
-                 response_timeout_s: float = 10.0) -> None:
+                 response_timeout_s: float = 10.0,
+                 unknown_boxes: list[str] | None = None) -> None:
         self.host, self.requested_port = host, port
         self.connectors_of = connectors_of
         self.authorize = authorize
@@ -235,7 +250,8 @@ class CentralSystem:
         self.hold_s = hold_s
         self.response_timeout_s = response_timeout_s
         self.links: dict[str, BoxLink] = {}
-        self.unknown_boxes: list[str] = []  # ChargeBox IDs that connected unconfigured
+        # ChargeBox IDs rejected at boot (not configured); the app shows this very list
+        self.unknown_boxes: list[str] = [] if unknown_boxes is None else unknown_boxes
         self.port: int | None = None
         self._server: Server | None = None
         self._next_transaction_id = int(time.time()) % 1_000_000_000
@@ -287,11 +303,6 @@ class CentralSystem:
         link = self.links.get(box_id)
         if link is None:
             link = self.links[box_id] = BoxLink(box_id, self)
-        link.known = bool(self.connectors_of(box_id))
-        if not link.known and box_id not in self.unknown_boxes:
-            self.unknown_boxes.append(box_id)
-            log.warning("OCPP box %s connected but is not configured: boot rejected "
-                        "(add an evse_ocpp device with address %s)", box_id, box_id)
         old = link.handler
         if old is not None:  # the box reconnected before we saw the old connection drop
             with contextlib.suppress(Exception):
