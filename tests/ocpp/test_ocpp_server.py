@@ -243,6 +243,9 @@ async def test_profiles_are_renewed_and_run_out_into_the_fallback(tmp_path):
         # chargebrain stops caring (no reads): the profile runs out, the standing 6 A rules
         await asyncio.sleep(5)
         assert box.limit_a(1) == 6.0
+        # disable_policy 0 (off): the standing default follows without a reboot
+        await set_params(site, disable_policy=0)
+        await until(lambda: box.limit_a(1) == 0.0)
         await box.close()
 
 

@@ -76,6 +76,7 @@ class BoxLink:
         self.accepted_once = False
         self.error = ""  # last failed call ("" = none since the last accepted profile)
         self.limits: dict[int, Limit] = {}
+        self.standing_ma: dict[int, int] = {}  # the standing default each connector has
         self.profile_messages = 0  # SetChargingProfile calls sent (changes and renewals)
         self._setup: asyncio.Task[None] | None = None
 
@@ -132,10 +133,9 @@ class BoxLink:
             return
         try:
             await handler.configure_meter_values(self.central.meter_interval_s)
+            self.standing_ma.clear()
             for connector_id in self.central.connectors_of(self.box_id):
-                fallback = self.central.fallback_ma(self.box_id, connector_id)
-                await self._send(profile_payload(connector_id, fallback, duration_s=None,
-                                                 standing=True))
+                await self._send_standing(connector_id)
                 await self._send(profile_payload(connector_id, 0,
                                                  duration_s=self.central.hold_s))
             self.ready = True
@@ -154,7 +154,21 @@ class BoxLink:
                     waited_s >= BOOT_WAIT_S):
                 self.booted()
             if self.ready:
+                await self._standing_changed()
                 await self._renew_due()
+
+    async def _send_standing(self, connector_id: int) -> None:
+        fallback = self.central.fallback_ma(self.box_id, connector_id)
+        await self._send(profile_payload(connector_id, fallback, duration_s=None, standing=True))
+        self.standing_ma[connector_id] = fallback
+
+    async def _standing_changed(self) -> None:
+        """disable_policy or the connector's minimum/maximum changed: a new standing default."""
+        for connector_id in self.central.connectors_of(self.box_id):
+            if self.standing_ma.get(connector_id) != self.central.fallback_ma(self.box_id,
+                                                                             connector_id):
+                with contextlib.suppress(OcppError):
+                    await self._send_standing(connector_id)
 
     async def _renew_due(self) -> None:
         now = time.monotonic()
