@@ -175,6 +175,21 @@ async def test_disconnect_is_com_error_and_reconnect_restores(site):
     await again.close()
 
 
+async def test_a_box_that_reconnects_without_booting_is_set_up_again(site):
+    await add(site, dev_id="E2", dev_type="evse_ocpp", address="BOX-1", id=1)
+    box = await site.box("BOX-1")
+    await box.close()
+    link = site.central.link("BOX-1")
+    await until(lambda: not link.connected)
+    again = await site.box("BOX-1", boot=False)
+    await until(lambda: link.ready, timeout_s=10)
+    assert again.configuration["MeterValueSampleInterval"] == "10"
+    await again.status(1, "Charging")
+    await cycles(site, 2)
+    assert again.limit_a(1) == 16.0
+    await again.close()
+
+
 async def test_a_box_that_rejects_profiles_is_a_com_error(tmp_path):
     async with ocpp_site(tmp_path / "data", hold_s=4) as site:
         await _rejecting_box(site)

@@ -5,11 +5,13 @@ HTTP Basic auth, user = ChargeBox ID, OCPP-J security profile 1). Its `BoxLink` 
 as the server: it keeps the connectors' state across reconnects, and while a connection is up
 it runs the setup after BootNotification and the profile keeper.
 
-Setup (after every accepted BootNotification, or at a reconnect of a box accepted before when
-no BootNotification follows): ChangeConfiguration of the measurands and their interval, then
-for every configured connector a standing TxDefaultProfile at the fallback current (the
-`disable_policy` value) without end, and a control profile of 0 A: no current until the first
-plan. Until the setup is done the link is not `ready` and the device reads as a COM error.
+Setup (after every accepted BootNotification; at a reconnect of a box accepted before when no
+BootNotification follows within `BOOT_WAIT_S`; again after a failed setup): ChangeConfiguration
+of the measurands and their interval, then for every configured connector a standing
+TxDefaultProfile at the fallback current (the `disable_policy` value) without end, and a control
+profile of 0 A: no current until the first plan. Until the setup is done the link is not
+`ready` and the device reads as a COM error. The standing default is sent again when the
+fallback current changes.
 
 Control (`set_limit`): one profile per change, renewed by the keeper when half its `hold_s`
 has passed — only while the driver keeps reading the connector (`touch`), so a box whose
@@ -104,6 +106,7 @@ class BoxLink:
     def attach(self, handler: BoxHandler) -> None:
         self.handler, self.ready, self.error = handler, False, ""
         self.limits.clear()
+        self._setup = None
 
     def detach(self, handler: BoxHandler) -> None:
         if self.handler is handler:
@@ -138,6 +141,8 @@ class BoxLink:
                 await self._send_standing(connector_id)
                 await self._send(profile_payload(connector_id, 0,
                                                  duration_s=self.central.hold_s))
+                now = time.monotonic()  # 0 A until the first plan, renewed while read
+                self.limits[connector_id] = Limit(0, None, now, now)
             self.ready = True
         except (OcppError, TimeoutError) as err:
             self.error = f"setup failed: {err}"
@@ -146,13 +151,14 @@ class BoxLink:
     async def keep(self) -> None:
         """While connected: set up a box that reconnected without booting, renew profiles."""
         tick_s = min(1.0, self.central.hold_s / 4)
-        waited_s = 0.0
+        waited_s, next_try_s = 0.0, BOOT_WAIT_S
         while True:
             await asyncio.sleep(tick_s)
             waited_s += tick_s
-            if not self.ready and self._setup is None and self.accepted_once and (
-                    waited_s >= BOOT_WAIT_S):
-                self.booted()
+            idle = self._setup is None or self._setup.done()
+            if not self.ready and idle and self.accepted_once and waited_s >= next_try_s:
+                self.booted()  # no BootNotification came, or the setup failed: try again
+                next_try_s = waited_s + max(BOOT_WAIT_S, self.central.hold_s / 2)
             if self.ready:
                 await self._standing_changed()
                 await self._renew_due()
