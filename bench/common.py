@@ -145,7 +145,8 @@ class Server:
         self.port = free_port_block(1)
         self.modbus_base = free_port_block(3) if modbus_port is None else modbus_port
         self.args = [sys.executable, "-m", "chargebrain", "serve", "--data-dir", str(data_dir),
-                     "--port", str(self.port), "--modbus-port", str(self.modbus_base)]
+                     "--port", str(self.port), "--modbus-port", str(self.modbus_base),
+                     "--ocpp-port", "0"]
         if cycle_ms is not None:
             self.args += ["--cycle-ms", str(cycle_ms)]
         self.args += ["--admin-password", password]

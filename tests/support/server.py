@@ -129,7 +129,8 @@ class ServerProcess:
 
     def start(self, timeout_s: float = 20.0) -> None:
         args = [sys.executable, "-m", "chargebrain", "serve", "--data-dir", str(self.data_dir),
-                "--port", str(self.port), "--modbus-port", str(self.modbus_base), *self.extra]
+                "--port", str(self.port), "--modbus-port", str(self.modbus_base),
+                "--ocpp-port", "0", *self.extra]  # 19520 would clash between parallel tests
         if self.password is not None:
             args += ["--admin-password", self.password]
         env = {k: v for k, v in os.environ.items() if k != "CHARGEBRAIN_ADMIN_PASSWORD"}
