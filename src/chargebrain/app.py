@@ -127,6 +127,8 @@ class ChargeBrain:
 
     async def stop(self) -> None:
         await self.cycle.stop()  # leaves the wallboxes as disable_policy says
+        if self.demo is not None:
+            await self.demo.close()
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:

@@ -283,3 +283,32 @@ async def test_dev_info_lists_the_ocpp_box(site):
         "set_device", {"devices": [{"dev_id": "E4", "dev_type": "evse_ocpp",
                                     "address": "bad id/with slash"}]})
     assert status == 400 and "ChargeBox ID" in str(body)
+
+
+async def test_demo_has_an_ocpp_box_under_control(tmp_path):
+    from chargebrain.sim.demo import DemoSite
+
+    async with ocpp_site(tmp_path / "data") as site:
+        demo = DemoSite(site.app)
+        await demo.install()
+        try:
+            dev_id = demo.ids["ocpp"]
+            link = None
+
+            def connected() -> bool:
+                nonlocal link
+                link = site.central.link("demo-ocpp-1")
+                return link is not None and link.ready
+            await until(connected)
+            for _ in range(20):
+                await cycles(site, 1)
+                await asyncio.sleep(0.2)
+                if demo.ocpp_box is not None and (demo.ocpp_box.box.limit_a(1) or 0) >= 6:
+                    break
+            info = await device(site, dev_id)
+            assert info["com_err"] is False
+            assert info["last_set_charging_cur"] >= 6000
+            # the plan's current, rounded down to the 0.1 A a profile carries
+            assert demo.ocpp_box.box.limit_a(1) == info["last_set_charging_cur"] // 100 / 10
+        finally:
+            await demo.close()

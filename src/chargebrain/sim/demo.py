@@ -12,6 +12,7 @@
 | Sim-PV | `meter_sim`, production | an 8 kWp day curve with passing clouds |
 | Sim-Grid | `meter_ajax`, grid | computed per phase: house + cars − PV (as the original) |
 | VM … | virtual meters | EVSE power, power available for EVSEs, surplus |
+| Sim-OCPP-Wallbox | `evse_ocpp` | OCPP server on: an in-process OCPP charge point (ocpp_demo.py) |
 
 and, on its first install only, sets the site limit to 25 A per phase with a 1 A reserve (passing
 clouds change the load between cycles), the minimum pause to 60 s and the minimum run time to
@@ -42,6 +43,7 @@ from chargebrain.devices.base import MeterReading
 from chargebrain.devices.drivers.ajax import AjaxMeter
 from chargebrain.devices.drivers.sim import SimEvse, SimMeter
 from chargebrain.devices.status import integrate_wh
+from chargebrain.sim import ocpp_demo
 from chargebrain.sim.vehicle import VirtualCar
 from chargebrain.units import ZERO, Phases, add, current_ma, rotate_phases
 
@@ -144,6 +146,13 @@ class DemoSite:
         self._grid_import_wh = 0.0
         self._grid_export_wh = 0.0
         self._grid_last_s: float | None = None
+        self.ocpp_box: ocpp_demo.DemoOcppBox | None = None
+
+    async def close(self) -> None:
+        """Stop the simulated OCPP box (at app stop)."""
+        if self.ocpp_box is not None:
+            await self.ocpp_box.stop()
+            self.ocpp_box = None
 
     # -- installation ---------------------------------------------------------------------------
 
@@ -168,6 +177,11 @@ class DemoSite:
                           "name": "VM Power avail. for EVSEs"}),
             ("vm_surplus", {"dev_type": "meter_virtual_surplus", "name": "VM Surplus"}),
         ]
+        if self.app.ocpp is not None:
+            specs.append(("ocpp", {"dev_type": "evse_ocpp", "name": "Sim-OCPP-Wallbox",
+                                   "desc": "OCPP 1.6J box (simulated charge point)",
+                                   "address": ocpp_demo.BOX_ID, "id": 1,
+                                   "max_charging_cur": 16000}))
         return specs
 
     async def install(self) -> None:
@@ -188,6 +202,13 @@ class DemoSite:
             app.params.apply(app.params.validate_updates(DEMO_PARAMS))
         if self.step not in app.cycle.before_cycle:
             app.cycle.before_cycle.append(self.step)
+        if app.ocpp is not None and app.ocpp.port is not None and self.ocpp_box is None:
+            host = app.settings.host if app.settings.host not in ("0.0.0.0", "::", "") else (
+                "127.0.0.1")
+            self.ocpp_box = ocpp_demo.DemoOcppBox(
+                f"ws://{host}:{app.ocpp.port}", interval_s=min(10.0, app.settings.cycle_ms / 1000),
+                voltage_v=int(app.params["system_voltage"]))
+            self.ocpp_box.start()
         log.info("demo site ready: %s", ", ".join(f"{k}={v}" for k, v in self.ids.items()))
 
     async def _ensure(self, key: str, raw: dict[str, Any]) -> str:
