@@ -30,9 +30,11 @@ class OcppSite(Clocked):
     def url(self) -> str:
         return f"ws://127.0.0.1:{self.central.port}"
 
-    async def box(self, box_id: str, *, connectors: int = 1, boot: bool = True) -> SimBox:
+    async def box(self, box_id: str, *, connectors: int = 1, boot: bool = True,
+                  phase_switching: bool = False) -> SimBox:
         """A simulated box connected (and booted, set up) to this chargebrain."""
-        box = await SimBox.connect(self.url, box_id, connectors=connectors)
+        box = await SimBox.connect(self.url, box_id, connectors=connectors,
+                                   phase_switching=phase_switching)
         if boot:
             assert await box.boot() == "Accepted"
             link = self.central.link(box_id)

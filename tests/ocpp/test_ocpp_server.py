@@ -312,3 +312,23 @@ async def test_demo_has_an_ocpp_box_under_control(tmp_path):
             assert demo.ocpp_box.box.limit_a(1) == info["last_set_charging_cur"] // 100 / 10
         finally:
             await demo.close()
+
+
+async def test_phase_switching_where_the_box_reports_it(site):
+    from chargebrain.devices.base import EvseSetpoint, evse_capabilities
+
+    await add(site, dev_id="E2", dev_type="evse_ocpp", address="SWITCH", id=1)
+    await add(site, dev_id="E3", dev_type="evse_ocpp", address="FIXED", id=1)
+    switching, fixed = await site.box("SWITCH", phase_switching=True), await site.box("FIXED")
+    e2, e3 = site.app.devices.get("E2"), site.app.devices.get("E3")
+    assert evse_capabilities(e2.driver).phase_switching is True
+    assert evse_capabilities(e3.driver).phase_switching is False
+    assert (await e2.driver.read(site.clock())).phase_switching is True
+    await e2.driver.apply(EvseSetpoint(10000, one_phase=True))
+    period = switching.received[-1]["charging_schedule"]["charging_schedule_period"][0]
+    assert period["number_phases"] == 1 and period["limit"] == 10.0
+    await e2.driver.apply(EvseSetpoint(10000))
+    period = switching.received[-1]["charging_schedule"]["charging_schedule_period"][0]
+    assert "number_phases" not in period
+    await switching.close()
+    await fixed.close()

@@ -35,6 +35,7 @@ START_BACKDATE_S = 60  # startSchedule this far in the past (box clocks lag)
 STANDING_PROFILE_ID = 100  # + connector id
 CONTROL_PROFILE_ID = 200  # + connector id (TxDefaultProfile)
 TX_PROFILE_ID = 300  # + connector id (TxProfile)
+PHASE_SWITCH_KEY = "ConnectorSwitch3to1PhaseSupported"
 
 
 class BoxEvents(Protocol):
@@ -159,6 +160,15 @@ class BoxHandler(ChargePoint):  # type: ignore[misc]  # the library is untyped
             status = getattr(result, "status", "CallError")
             if status not in ("Accepted", "RebootRequired"):
                 log.info("OCPP box %s: ChangeConfiguration %s %s", self.id, key, status)
+
+    async def phase_switching(self) -> bool:
+        """Does the box say it can switch a running charge between 3 and 1 phases
+        (`ConnectorSwitch3to1PhaseSupported`)? No answer counts as no."""
+        result = await self.call(call.GetConfiguration(key=[PHASE_SWITCH_KEY]))
+        for item in getattr(result, "configuration_key", None) or ():
+            if item.get("key") == PHASE_SWITCH_KEY:
+                return str(item.get("value", "")).strip().lower() == "true"
+        return False
 
     async def set_profile(self, payload: call.SetChargingProfile) -> str:
         """Send one SetChargingProfile; the box's status ("Accepted", …, "CallError")."""

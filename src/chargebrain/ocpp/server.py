@@ -7,7 +7,8 @@ it runs the setup after BootNotification and the profile keeper.
 
 Setup (after every accepted BootNotification; at a reconnect of a box accepted before when no
 BootNotification follows within `BOOT_WAIT_S`; again after a failed setup): ChangeConfiguration
-of the measurands and their interval, then for every configured connector a standing
+of the measurands and their interval, GetConfiguration of `ConnectorSwitch3to1PhaseSupported`
+(phase switching through `numberPhases`), then for every configured connector a standing
 TxDefaultProfile at the fallback current (the `disable_policy` value) without end, and a control
 profile of 0 A: no current until the first plan. Until the setup is done the link is not
 `ready` and the device reads as a COM error. The standing default is sent again when the
@@ -76,6 +77,7 @@ class BoxLink:
         self.handler: BoxHandler | None = None
         self.ready = False  # setup done on this connection
         self.accepted_once = False
+        self.phase_switching = False  # the box reports ConnectorSwitch3to1PhaseSupported
         self.error = ""  # last failed call ("" = none since the last accepted profile)
         self.limits: dict[int, Limit] = {}
         self.standing_ma: dict[int, int] = {}  # the standing default each connector has
@@ -136,6 +138,7 @@ class BoxLink:
             return
         try:
             await handler.configure_meter_values(self.central.meter_interval_s)
+            self.phase_switching = await handler.phase_switching()
             self.standing_ma.clear()
             for connector_id in self.central.connectors_of(self.box_id):
                 await self._send_standing(connector_id)

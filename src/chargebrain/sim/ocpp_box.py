@@ -2,12 +2,12 @@
 WebSocket, for tests, the soak and `--demo`.
 
 `SimBox` connects to `ws://host:port/<box_id>`, answers the central system's calls
-(SetChargingProfile with `profile_status`, ChangeConfiguration, ClearChargingProfile,
-RemoteStopTransaction) and keeps the profiles it accepted the way a box does: one per
-connector, purpose and stack level. `limit_a(connector)` is the limit it would apply now (the
-highest valid stack level: the transaction's TxProfile, else the connector's TxDefaultProfile,
-else connector 0's), so a test can check what a real box would do, including the fallback
-when profiles run out.
+(SetChargingProfile with `profile_status`, ChangeConfiguration, GetConfiguration,
+ClearChargingProfile, RemoteStopTransaction) and keeps the profiles it accepted the way a box
+does: one per connector, purpose and stack level. `limit_a(connector)` is the limit it would
+apply now (the highest valid stack level: the transaction's TxProfile, else the connector's
+TxDefaultProfile, else connector 0's), so a test can check what a real box would do,
+including the fallback when profiles run out.
 """
 
 from __future__ import annotations
@@ -43,22 +43,25 @@ class SimConnector:
 class SimBox(ChargePoint):  # type: ignore[misc]  # the library is untyped
     """The box side of one connection; build it with `SimBox.connect`."""
 
-    def __init__(self, box_id: str, connection: ClientConnection, connectors: int = 1) -> None:
+    def __init__(self, box_id: str, connection: ClientConnection, connectors: int = 1,
+                 phase_switching: bool = False) -> None:
         super().__init__(box_id, connection, response_timeout=10)
         self.connectors = {n: SimConnector() for n in range(0, connectors + 1)}
         self.profile_status = "Accepted"  # the answer to SetChargingProfile
         self.received: list[dict[str, Any]] = []  # every SetChargingProfile payload
-        self.configuration: dict[str, str] = {}
+        self.configuration: dict[str, str] = {
+            "ConnectorSwitch3to1PhaseSupported": "true" if phase_switching else "false"}
         self.cleared = 0
         self.remote_stops: list[int] = []
         self._task: asyncio.Task[None] | None = None
 
     @classmethod
     async def connect(cls, url: str, box_id: str, *, connectors: int = 1,
-                      headers: dict[str, str] | None = None) -> SimBox:
+                      headers: dict[str, str] | None = None,
+                      phase_switching: bool = False) -> SimBox:
         ws = await connect(f"{url}/{box_id}", subprotocols=["ocpp1.6"],  # type: ignore[list-item]
                            additional_headers=headers)
-        box = cls(box_id, ws, connectors)
+        box = cls(box_id, ws, connectors, phase_switching)
         box._task = asyncio.create_task(box._run())
         return box
 
@@ -146,6 +149,15 @@ class SimBox(ChargePoint):  # type: ignore[misc]  # the library is untyped
                                 ) -> call_result.ChangeConfiguration:
         self.configuration[key] = value
         return call_result.ChangeConfiguration(status="Accepted")
+
+    @on(Action.get_configuration)
+    def on_get_configuration(self, key: list[str] | None = None
+                             ) -> call_result.GetConfiguration:
+        wanted = key or list(self.configuration)
+        known = [{"key": k, "readonly": False, "value": self.configuration[k]}
+                 for k in wanted if k in self.configuration]
+        unknown = [k for k in wanted if k not in self.configuration]
+        return call_result.GetConfiguration(configuration_key=known, unknown_key=unknown or None)
 
     @on(Action.clear_charging_profile)
     def on_clear(self, **_: Any) -> call_result.ClearChargingProfile:

@@ -21,6 +21,7 @@ from chargebrain.ocpp import BoxLink, CentralSystem, OcppError
 
 # Profiles carry A with one decimal (handler.limit_a rounds down to 0.1 A).
 OCPP_CAPABILITIES = EvseCapabilities(step_ma=100)
+OCPP_SWITCHING = EvseCapabilities(step_ma=100, phase_switching=True)
 
 
 class OcppEvse:
@@ -35,7 +36,10 @@ class OcppEvse:
 
     @property
     def capabilities(self) -> EvseCapabilities:
-        return OCPP_CAPABILITIES
+        """0.1 A steps; phase switching when the box reported it at its last setup."""
+        central = self.central()
+        link = central.link(self.box_id) if central is not None else None
+        return OCPP_SWITCHING if link is not None and link.phase_switching else OCPP_CAPABILITIES
 
     def _link(self) -> BoxLink:
         central = self.central()
@@ -69,6 +73,7 @@ class OcppEvse:
             total_energy_wh=conn.energy_wh,
             current_limit_ma=limit.current_ma if limit is not None else 0,
             enabled=limit is None or limit.current_ma > 0,
+            phase_switching=link.phase_switching,
         )
 
     async def apply(self, setpoint: EvseSetpoint) -> None:
