@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import ssl
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -50,6 +51,8 @@ class Settings:
     demo: bool = False
     ocpp_port: int = 0  # OCPP 1.6J server (the CLI's default is 19520); 0 = off
     ocpp_password: str | None = None  # HTTP Basic password of the boxes (None: none asked)
+    ocpp_tls_cert: Path | None = None  # PEM certificate (chain): the OCPP server speaks wss://
+    ocpp_tls_key: Path | None = None  # its PEM private key (None: inside the certificate file)
 
 
 class ChargeBrain:
@@ -172,7 +175,18 @@ class ChargeBrain:
                                                         for d in devices_of(box, None)],
                              authorize=tags.authorize, fallback_ma=fallback_ma,
                              password=self.settings.ocpp_password,
+                             ssl_context=_tls_context(self.settings.ocpp_tls_cert,
+                                                      self.settings.ocpp_tls_key),
                              unknown_boxes=self.devices.site.ocpp_unknown_boxes)
+
+
+def _tls_context(cert: Path | None, key: Path | None) -> ssl.SSLContext | None:
+    """A server TLS context from a PEM certificate and key; None without a certificate."""
+    if cert is None:
+        return None
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert, key)
+    return context
 
 
 def _bound_port(site: web.TCPSite, requested: int) -> int:

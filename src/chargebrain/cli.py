@@ -31,6 +31,10 @@ def build_parser() -> argparse.ArgumentParser:
                        help="OCPP 1.6J server for wallboxes (ws://host:N/<ChargeBoxID>); 0 = off")
     serve.add_argument("--ocpp-password", default=os.environ.get("CHARGEBRAIN_OCPP_PASSWORD"),
                        help="password the wallboxes send (HTTP Basic, user = ChargeBox ID)")
+    serve.add_argument("--ocpp-tls-cert", type=Path, default=None,
+                       help="PEM certificate: the OCPP server speaks TLS (wss://)")
+    serve.add_argument("--ocpp-tls-key", type=Path, default=None,
+                       help="PEM private key of --ocpp-tls-cert (default: in the same file)")
     serve.add_argument("--demo", action="store_true",
                        help="add a simulated site (grid meter, PV, house, three wallboxes)")
     return parser
@@ -44,13 +48,16 @@ def main(argv: list[str] | None = None) -> int:
         build_parser().error("--modbus-port must be between 0 and 65533")
     if not 0 <= args.ocpp_port <= 65535:
         build_parser().error("--ocpp-port must be between 0 and 65535")
+    if args.ocpp_tls_key is not None and args.ocpp_tls_cert is None:
+        build_parser().error("--ocpp-tls-key needs --ocpp-tls-cert")
     logging.basicConfig(level=logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     limit_client_errors()
     settings = Settings(data_dir=args.data_dir, host=args.host, port=args.port,
                         modbus_port=args.modbus_port, admin_password=args.admin_password,
                         cycle_ms=args.cycle_ms, demo=args.demo, ocpp_port=args.ocpp_port,
-                        ocpp_password=args.ocpp_password)
+                        ocpp_password=args.ocpp_password, ocpp_tls_cert=args.ocpp_tls_cert,
+                        ocpp_tls_key=args.ocpp_tls_key)
     return asyncio.run(_serve(settings))
 
 

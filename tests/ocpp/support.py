@@ -53,11 +53,13 @@ async def until(predicate: Callable[[], object], timeout_s: float = 5.0) -> None
 
 
 @asynccontextmanager
-async def ocpp_site(data_dir: Path, *, hold_s: int = 60, password: str | None = None):
+async def ocpp_site(data_dir: Path, *, hold_s: int = 60, password: str | None = None,
+                    tls_cert: Path | None = None, tls_key: Path | None = None):
     for attempt in range(5):
         settings = Settings(data_dir=data_dir, host="127.0.0.1", port=0, modbus_port=0,
                             admin_password=ADMIN_PASSWORD, cycle_ms=IDLE_PERIOD_MS,
-                            ocpp_port=free_port(), ocpp_password=password)
+                            ocpp_port=free_port(), ocpp_password=password,
+                            ocpp_tls_cert=tls_cert, ocpp_tls_key=tls_key)
         app = ChargeBrain(settings)
         assert app.ocpp is not None
         app.ocpp.hold_s = hold_s

@@ -332,3 +332,22 @@ async def test_phase_switching_where_the_box_reports_it(site):
     assert "number_phases" not in period
     await switching.close()
     await fixed.close()
+
+
+async def test_tls_with_a_configured_certificate(tmp_path):
+    import ssl
+    import subprocess
+
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+                    "-subj", "/CN=localhost", "-addext", "subjectAltName=IP:127.0.0.1",
+                    "-keyout", str(key), "-out", str(cert)], check=True, capture_output=True)
+    async with ocpp_site(tmp_path / "data", tls_cert=cert, tls_key=key) as site:
+        await add(site, dev_id="E2", dev_type="evse_ocpp", address="BOX-1", id=1)
+        trust = ssl.create_default_context(cafile=str(cert))
+        url = site.url.replace("ws://", "wss://")
+        box = await SimBox.connect(url, "BOX-1", ssl_context=trust)
+        assert await box.boot() == "Accepted"
+        await box.close()
+        with pytest.raises(Exception):  # noqa: B017 - plain ws:// to a TLS port fails
+            await asyncio.wait_for(SimBox.connect(site.url, "BOX-1"), 5)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ssl
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -58,9 +59,10 @@ class SimBox(ChargePoint):  # type: ignore[misc]  # the library is untyped
     @classmethod
     async def connect(cls, url: str, box_id: str, *, connectors: int = 1,
                       headers: dict[str, str] | None = None,
-                      phase_switching: bool = False) -> SimBox:
+                      phase_switching: bool = False,
+                      ssl_context: ssl.SSLContext | None = None) -> SimBox:
         ws = await connect(f"{url}/{box_id}", subprotocols=["ocpp1.6"],  # type: ignore[list-item]
-                           additional_headers=headers)
+                           additional_headers=headers, ssl=ssl_context)
         box = cls(box_id, ws, connectors, phase_switching)
         box._task = asyncio.create_task(box._run())
         return box
