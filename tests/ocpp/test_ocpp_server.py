@@ -351,3 +351,23 @@ async def test_tls_with_a_configured_certificate(tmp_path):
         await box.close()
         with pytest.raises(Exception):  # noqa: B017 - plain ws:// to a TLS port fails
             await asyncio.wait_for(SimBox.connect(site.url, "BOX-1"), 5)
+
+
+async def test_a_lost_box_is_still_booked_so_the_other_gets_no_more(site):
+    await set_params(site, max_total_current=20000)
+    await add(site, dev_id="E2", dev_type="evse_ocpp", address="A", id=1)
+    await add(site, dev_id="E3", dev_type="evse_ocpp", address="B", id=1)
+    a, b = await site.box("A"), await site.box("B")
+    for box in (a, b):
+        await box.status(1, "Charging")
+    await cycles(site, 2)
+    for box in (a, b):
+        await box.meter(1, (10, 10, 10), energy_wh=100)
+    await cycles(site, 2)
+    assert (a.limit_a(1), b.limit_a(1)) == (10.0, 10.0)
+    await a.close()  # A is gone, but may still be charging at its 10 A (its profile holds)
+    await until(lambda: not site.central.link("A").connected)
+    await cycles(site, 3)
+    assert (await device(site, "E2"))["com_err"] is True
+    assert b.limit_a(1) == 10.0  # B does not get A's share while A may still draw it
+    await b.close()
