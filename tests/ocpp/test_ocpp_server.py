@@ -371,3 +371,41 @@ async def test_a_lost_box_is_still_booked_so_the_other_gets_no_more(site):
     assert (await device(site, "E2"))["com_err"] is True
     assert b.limit_a(1) == 10.0  # B does not get A's share while A may still draw it
     await b.close()
+
+
+async def test_a_second_connection_of_the_same_box_replaces_the_first(site):
+    await add(site, dev_id="E2", dev_type="evse_ocpp", address="BOX-1", id=1)
+    first = await site.box("BOX-1")
+    second = await site.box("BOX-1")
+    await until(lambda: first.ws.close_code is not None)
+    link = site.central.link("BOX-1")
+    assert link.connected and link.connection is not None
+    await second.status(1, "Charging")
+    await cycles(site, 2)
+    assert second.limit_a(1) == 16.0 and (await device(site, "E2"))["com_err"] is False
+    await second.close()
+    await first.close()
+
+
+async def test_a_box_that_does_not_answer_in_time_is_a_com_error(tmp_path):
+    async with ocpp_site(tmp_path / "data", hold_s=4) as site:
+        await _slow_box(site)
+
+
+async def _slow_box(site):
+    await add(site, dev_id="E2", dev_type="evse_ocpp", address="BOX-1", id=1,
+              com_timeout_ms=5000)
+    site.central.response_timeout_s = 0.3  # for the connections that follow
+    box = await site.box("BOX-1")
+    await box.status(1, "Charging")
+    box.profile_delay_s = 1.0
+    await cycles(site, 1)
+    info = await device(site, "E2")
+    assert info["com_err"] is True and "did not answer" in info["last_error"], info
+    box.profile_delay_s = 0.0  # answers again: the keeper's retry ends the COM error
+    for _ in range(12):  # the keeper retries after hold_s / 2 while the cycle reads
+        await asyncio.sleep(0.5)
+        await cycles(site, 1)
+    await cycles(site, 2)
+    assert (await device(site, "E2"))["com_err"] is False and box.limit_a(1) == 16.0
+    await box.close()

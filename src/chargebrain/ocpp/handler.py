@@ -157,7 +157,7 @@ class BoxHandler(ChargePoint):  # type: ignore[misc]  # the library is untyped
         for key, value in (("MeterValuesSampledData", ",".join(MEASURANDS)),
                            ("MeterValueSampleInterval", str(interval_s))):
             result = await self.call(call.ChangeConfiguration(key=key, value=value))
-            status = getattr(result, "status", "CallError")
+            status = result.status if result is not None else "CallError"
             if status not in ("Accepted", "RebootRequired"):
                 log.info("OCPP box %s: ChangeConfiguration %s %s", self.id, key, status)
 
@@ -165,15 +165,15 @@ class BoxHandler(ChargePoint):  # type: ignore[misc]  # the library is untyped
         """Does the box say it can switch a running charge between 3 and 1 phases
         (`ConnectorSwitch3to1PhaseSupported`)? No answer counts as no."""
         result = await self.call(call.GetConfiguration(key=[PHASE_SWITCH_KEY]))
-        for item in getattr(result, "configuration_key", None) or ():
+        for item in (result.configuration_key if result is not None else None) or ():
             if item.get("key") == PHASE_SWITCH_KEY:
                 return str(item.get("value", "")).strip().lower() == "true"
         return False
 
     async def set_profile(self, payload: call.SetChargingProfile) -> str:
         """Send one SetChargingProfile; the box's status ("Accepted", …, "CallError")."""
-        result = await self.call(payload)
-        return str(getattr(result, "status", "CallError"))
+        result = await self.call(payload)  # None: the box answered with a CALLERROR
+        return str(result.status) if result is not None else "CallError"
 
 
 def limit_a(current_ma: int) -> float:

@@ -75,6 +75,7 @@ class BoxLink:
         self.heartbeat_s = central.heartbeat_s
         self.connectors: dict[int, ConnectorState] = {}
         self.handler: BoxHandler | None = None
+        self.connection: ServerConnection | None = None
         self.ready = False  # setup done on this connection
         self.accepted_once = False
         self.phase_switching = False  # the box reports ConnectorSwitch3to1PhaseSupported
@@ -105,14 +106,15 @@ class BoxLink:
 
     # -- connection lifecycle -------------------------------------------------------------------
 
-    def attach(self, handler: BoxHandler) -> None:
-        self.handler, self.ready, self.error = handler, False, ""
+    def attach(self, handler: BoxHandler, connection: ServerConnection) -> None:
+        self.handler, self.connection = handler, connection
+        self.ready, self.error = False, ""
         self.limits.clear()
         self._setup = None
 
     def detach(self, handler: BoxHandler) -> None:
         if self.handler is handler:
-            self.handler, self.ready = None, False
+            self.handler, self.connection, self.ready = None, None, False
             if self._setup is not None:
                 self._setup.cancel()
 
@@ -147,8 +149,8 @@ class BoxLink:
                 now = time.monotonic()  # 0 A until the first plan, renewed while read
                 self.limits[connector_id] = Limit(0, None, now, now)
             self.ready = True
-        except (OcppError, TimeoutError) as err:
-            self.error = f"setup failed: {err}"
+        except (OcppError, TimeoutError, ConnectionClosed) as err:
+            self.error = f"setup failed: {err or type(err).__name__}"
             log.warning("OCPP box %s: %s", self.box_id, self.error)
 
     async def keep(self) -> None:
@@ -242,6 +244,8 @@ class BoxLink:
         except TimeoutError:
             raise OcppError(f"OCPP box {self.box_id} did not answer SetChargingProfile"
                             ) from None
+        except ConnectionClosed:
+            raise OcppError(f"OCPP box {self.box_id} is not connected") from None
         if status != "Accepted":
             raise OcppError(f"OCPP box {self.box_id}: SetChargingProfile {status}")
 
@@ -326,12 +330,12 @@ class CentralSystem:
         link = self.links.get(box_id)
         if link is None:
             link = self.links[box_id] = BoxLink(box_id, self)
-        old = link.handler
+        old = link.connection
         if old is not None:  # the box reconnected before we saw the old connection drop
             with contextlib.suppress(Exception):
-                await old._connection.close()
+                await old.close()
         handler = BoxHandler(box_id, connection, link, self.response_timeout_s)
-        link.attach(handler)
+        link.attach(handler, connection)
         keeper = asyncio.create_task(link.keep(), name=f"ocpp-keeper-{box_id}")
         try:
             await handler.start()

@@ -47,8 +47,10 @@ class SimBox(ChargePoint):  # type: ignore[misc]  # the library is untyped
     def __init__(self, box_id: str, connection: ClientConnection, connectors: int = 1,
                  phase_switching: bool = False) -> None:
         super().__init__(box_id, connection, response_timeout=10)
+        self.ws = connection
         self.connectors = {n: SimConnector() for n in range(0, connectors + 1)}
         self.profile_status = "Accepted"  # the answer to SetChargingProfile
+        self.profile_delay_s = 0.0  # how long it takes to give that answer
         self.received: list[dict[str, Any]] = []  # every SetChargingProfile payload
         self.configuration: dict[str, str] = {
             "ConnectorSwitch3to1PhaseSupported": "true" if phase_switching else "false"}
@@ -72,7 +74,7 @@ class SimBox(ChargePoint):  # type: ignore[misc]  # the library is untyped
             await self.start()
 
     async def close(self) -> None:
-        await self._connection.close()
+        await self.ws.close()
         if self._task is not None:
             with contextlib.suppress(Exception):
                 await self._task
@@ -128,9 +130,11 @@ class SimBox(ChargePoint):  # type: ignore[misc]  # the library is untyped
     # -- CS → CP --------------------------------------------------------------------------------
 
     @on(Action.set_charging_profile)
-    def on_set_profile(self, connector_id: int, cs_charging_profiles: dict[str, Any]
-                       ) -> call_result.SetChargingProfile:
+    async def on_set_profile(self, connector_id: int, cs_charging_profiles: dict[str, Any]
+                             ) -> call_result.SetChargingProfile:
         self.received.append({"connector_id": connector_id, **cs_charging_profiles})
+        if self.profile_delay_s:
+            await asyncio.sleep(self.profile_delay_s)  # a slow box (call timeouts)
         if self.profile_status != "Accepted":
             return call_result.SetChargingProfile(status=self.profile_status)
         purpose = cs_charging_profiles["charging_profile_purpose"]
