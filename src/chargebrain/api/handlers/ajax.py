@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from chargebrain.api.auth import require_admin
 from chargebrain.api.commands import Access, Command
 from chargebrain.api.errors import bad_request, not_found
-from chargebrain.auth import require_admin
 from chargebrain.control.policy import policy_setpoint
 from chargebrain.devices.base import EvseSetpoint
 from chargebrain.devices.config import EvseConfig
