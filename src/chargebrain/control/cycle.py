@@ -462,8 +462,8 @@ class ControlCycle:
         status = device.status
         status.needs_auth = gate.needs_auth
         status.overrides = gate.overrides
-        status.ov_cur = gate.ov_cur
-        status.ta_en = gate.ta_en
+        status.ov_cur_ma = gate.ov_cur
+        status.ta_en_wh = gate.ta_en
 
     def refresh_gate(self, dev_id: str) -> None:
         """Ask the users domain again now (after an override or a credential), show the
@@ -710,8 +710,8 @@ class ControlCycle:
             config.max_charging_cur, int)
         status.max_current_ma = 0 if formula else None
         session = self.sessions.get(evse.dev_id)
-        status.charging_dur = int(session.charging_s) if session is not None else 0
-        status.pause_min_time = int(self.params["min_pause_time"])
+        status.charging_dur_s = int(session.charging_s) if session is not None else 0
+        status.pause_min_time_s = int(self.params["min_pause_time"])
         if setpoint is None:
             return
         status.lreason = setpoint.reason.text
@@ -719,7 +719,7 @@ class ControlCycle:
         status.pause_reason = setpoint.pause_reason if result.write else ""
         timers = result.memory.evses.get(evse.dev_id)
         since = timers.paused_since_s if timers is not None else None
-        status.pause_time = int(max(0.0, now - since)) if status.paused and since else 0
+        status.pause_time_s = int(max(0.0, now - since)) if status.paused and since else 0
 
     # -- explain --------------------------------------------------------------------------------
 
@@ -727,7 +727,7 @@ class ControlCycle:
         """The `cmd=explain` answer for the wallbox `dev_id` (from the last cycle)."""
         record = self.last
         device = self.registry.get(dev_id)
-        last_set = device.status.last_set_charging_cur if device is not None else -1
+        last_set = device.status.last_set_charging_cur_ma if device is not None else -1
         if record is None:
             return not_planned(dev_id, 0)
         return explain(record, dev_id, last_set)

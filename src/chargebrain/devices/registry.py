@@ -17,7 +17,7 @@ For the control cycle:
   delays the others; failures are counted in `status` (com_err, com_errors, last_error) and the
   call returns None instead of raising; meter readings come back with `factor`/`invert` applied;
 - write: `await apply(device, setpoint, now_s)` → True when written; records
-  `status.last_set_charging_cur`;
+  `status.last_set_charging_cur_ma`;
 - virtual meters have no driver: the cycle computes them and stores the result with
   `publish(device, reading, now_s)`;
 - changes: `version` grows with every configuration change; `on_change` callbacks get the
