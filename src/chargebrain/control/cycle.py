@@ -17,7 +17,7 @@ when pushed meter data shows a limit exceeded. One cycle:
 5. **publish**: every EVSE's runtime status (lreason, paused, pause_time …), the site numbers and
    `cycle_time` for get_dev_info, the virtual meters, and the record `cmd=explain` renders.
 
-Extra cycles after a push (`set_ajax_meter`, later MQTT) skip step 1: the pushed data is already
+Extra cycles after a push (`set_ajax_meter`) skip step 1: the pushed data is already
 the device's reading, polled devices keep the reading of the last periodic cycle, so the new
 setpoints are written within milliseconds. Cycles never overlap (one lock); pushes arriving
 during a cycle coalesce into one extra cycle after it.
@@ -660,8 +660,7 @@ class ControlCycle:
             for device in self.registry.evses():
                 if isinstance(device.driver, EvseDriver) and isinstance(device.config,
                                                                          cfg.EvseConfig):
-                    target = policy_setpoint(device.config, device.status.max_current_ma,
-                                             policy)
+                    target = policy_setpoint(device.config, policy)
                     jobs.append(self._apply(device, target, now))
             if jobs:
                 await asyncio.gather(*jobs)
@@ -705,10 +704,6 @@ class ControlCycle:
         setpoint = result.setpoints.get(evse.dev_id)
         if gate is not None:
             self._show_gate(device, gate)
-        config = device.config
-        formula = isinstance(config, cfg.EvseConfig) and not isinstance(
-            config.max_charging_cur, int)
-        status.max_current_ma = 0 if formula else None
         session = self.sessions.get(evse.dev_id)
         status.charging_dur_s = int(session.charging_s) if session is not None else 0
         status.pause_min_time_s = int(self.params["min_pause_time"])

@@ -41,7 +41,6 @@ class DeviceStatus:
     needs_auth: bool = False  # waiting for RFID/PIN
     ov_cur_ma: int = 0  # override current, 0 = none
     overrides: int = 0  # bit0 C (charging disabled), bit1 E (EVSE rules off), bit2 U (user rules)
-    max_current_ma: int | None = None  # evaluated max_charging_cur when it is a formula
 
     # energy estimate for EVSEs without an energy meter (Wh, float to keep fractions)
     soft_meter_wh: float = 0.0

@@ -138,10 +138,9 @@ def _state(device: Device) -> int:
     return reading.state if STATE_STANDBY <= reading.state <= STATE_ERROR else STATE_ERROR
 
 
-def _max_current_ma(config: cfg.EvseConfig | cfg.GroupConfig, device: Device) -> int:
-    if isinstance(config.max_charging_cur, int):
-        return config.max_charging_cur
-    return device.status.max_current_ma or 0
+def _max_current_ma(config: cfg.EvseConfig | cfg.GroupConfig) -> int:
+    """The configured maximum; a formula shows as 0 (formulas are not evaluated)."""
+    return config.max_charging_cur if isinstance(config.max_charging_cur, int) else 0
 
 
 def _evse_fields(registry: DeviceRegistry, device: Device, config: cfg.EvseConfig,
@@ -154,7 +153,7 @@ def _evse_fields(registry: DeviceRegistry, device: Device, config: cfg.EvseConfi
         "label": config.label,
         "min_charging_cur": config.min_charging_cur,
         "max_charging_cur": config.max_charging_cur,
-        "max_power": round(_max_current_ma(config, device) * voltage_v * phases / 1000),
+        "max_power": round(_max_current_ma(config) * voltage_v * phases / 1000),
         "prio": config.prio,
         "group": config.group,
         "phase_rotation": config.phase_rotation,
@@ -213,7 +212,7 @@ def _group_fields(registry: DeviceRegistry, device: Device, voltage_v: int) -> d
         energy += measured.energy_wh
         states.append(_state(member))
     state = 3 if 3 in states or 4 in states else 2 if 2 in states else STATE_STANDBY
-    limit = _max_current_ma(config, device)
+    limit = _max_current_ma(config)
     return {
         "label": "", "min_charging_cur": 0, "max_charging_cur": config.max_charging_cur,
         "max_power": round(limit * voltage_v * 3 / 1000), "prio": 1, "group": config.group,

@@ -91,12 +91,10 @@ async def set_ajax_evse(app: ChargeBrain, req: ApiRequest) -> dict[str, Any]:
     assert isinstance(config, EvseConfig)
     policy = int(app.params["disable_policy"])
     if not app.params["lb_enabled"] or not device.enabled:
-        return control_answer(device, policy_setpoint(config, device.status.max_current_ma,
-                                                      policy))
+        return control_answer(device, policy_setpoint(config, policy))
     cycle = app.cycle
     if cycle.stopping:  # control given up: what stop() left it with, else disable_policy
-        return control_answer(device, driver.setpoint or policy_setpoint(
-            config, device.status.max_current_ma, policy))
+        return control_answer(device, driver.setpoint or policy_setpoint(config, policy))
     setpoint = NOTHING
     if not cycle.needs_plan(device) or await cycle.plan_for(
             device, min(PLAN_WAIT_S, cycle.period_s)):
