@@ -276,27 +276,51 @@ def bare_server(script: str, bodies: dict[str, bytes], work_dir: Path) -> tuple[
     return proc, base
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time a process has used so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def compare_rounds(bare_url: str, cb_url: str, *, rounds: int, seconds: float,
-                   warm_up_s: float = 1.0) -> dict[str, Any]:
+                   warm_up_s: float = 1.0, bare_pid: int | None = None,
+                   cb_pid: int | None = None) -> dict[str, Any]:
     """wrk against the bare baseline and chargebrain, `rounds` alternating rounds; the medians,
     the ratio, every round, and whether the generator had headroom (the bare rate at least
-    1.5 × chargebrain's: else the ratio measures wrk, not the server)."""
+    1.5 × chargebrain's: else the ratio measures wrk, not the server).
+
+    With both server pids, also requests per CPU-second of each server process: what a
+    server costs per answer, which holds even where the generator saturates first (large
+    answers on two cores); `cpu_ratio` compares those."""
     wrk_rate(bare_url, warm_up_s)
     wrk_rate(cb_url, warm_up_s)
     bare: list[float] = []
     cb: list[float] = []
+    per_cpu: dict[str, list[float]] = {"bare": [], "chargebrain": []}
     for _ in range(rounds):
-        for url, rates in ((bare_url, bare), (cb_url, cb)):
+        for name, url, rates, pid in (("bare", bare_url, bare, bare_pid),
+                                      ("chargebrain", cb_url, cb, cb_pid)):
+            before = cpu_seconds(pid) if pid else 0.0
             r = wrk_rate(url, seconds)
             if r["non_2xx"] or r["socket_errors"]:
                 raise RuntimeError(f"{url}: {r}")
             rates.append(r["rps"])
+            if pid:
+                used = cpu_seconds(pid) - before
+                per_cpu[name].append(r["rps"] * max(1, round(seconds)) / max(used, 1e-6))
     bare_rps, cb_rps = statistics.median(bare), statistics.median(cb)
-    return {"bare_rps": round(bare_rps), "chargebrain_rps": round(cb_rps),
-            "ratio": round(cb_rps / bare_rps, 3),
-            "generator_headroom": round(bare_rps / cb_rps, 2),
-            "generator_ok": bare_rps >= 1.5 * cb_rps,
-            "rounds": {"bare": [round(v) for v in bare], "chargebrain": [round(v) for v in cb]}}
+    row: dict[str, Any] = {
+        "bare_rps": round(bare_rps), "chargebrain_rps": round(cb_rps),
+        "ratio": round(cb_rps / bare_rps, 3),
+        "generator_headroom": round(bare_rps / cb_rps, 2),
+        "generator_ok": bare_rps >= 1.5 * cb_rps,
+        "rounds": {"bare": [round(v) for v in bare], "chargebrain": [round(v) for v in cb]}}
+    if per_cpu["bare"] and per_cpu["chargebrain"]:
+        bare_cpu = statistics.median(per_cpu["bare"])
+        cb_cpu = statistics.median(per_cpu["chargebrain"])
+        row.update({"bare_per_cpu_s": round(bare_cpu), "chargebrain_per_cpu_s": round(cb_cpu),
+                    "cpu_ratio": round(cb_cpu / bare_cpu, 3)})
+    return row
 
 
 def raw_get(url: str, timeout_s: float = 10.0) -> bytes:

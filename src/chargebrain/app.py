@@ -15,9 +15,9 @@ from pathlib import Path
 
 from aiohttp import web
 
+from chargebrain.api.auth import Authenticator
 from chargebrain.api.http import build_web_app
 from chargebrain.api.modbus_server import PowerBrainModbusServer
-from chargebrain.auth import Authenticator
 from chargebrain.cmvars import CmVars
 from chargebrain.control.cycle import ControlCycle
 from chargebrain.control.hooks import UsersLink
@@ -36,6 +36,7 @@ from chargebrain.users.cycle import device_changed
 from chargebrain.users.evses import RegistryEvses
 from chargebrain.users.service import UserService
 from chargebrain.users.transactions import TransactionLog
+from chargebrain.web.sim import sim_routes
 
 log = logging.getLogger("chargebrain")
 
@@ -115,7 +116,7 @@ class ChargeBrain:
                                                         self.settings.modbus_port)
             await self.modbus_server.start()
         self._tasks.append(asyncio.create_task(self.powerbrain.run(), name="powerbrain-tick"))
-        self._runner = web.AppRunner(build_web_app(self), access_log=None)
+        self._runner = web.AppRunner(build_web_app(self, sim_routes(self.auth)), access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.settings.host, self.settings.port)
         await site.start()
@@ -163,8 +164,7 @@ class ChargeBrain:
             found = devices_of(box_id, connector_id)
             if not found or not isinstance(found[0].config, EvseConfig):
                 return 0
-            target = policy_setpoint(found[0].config, found[0].status.max_current_ma,
-                                     int(self.params["disable_policy"]))
+            target = policy_setpoint(found[0].config, int(self.params["disable_policy"]))
             return target.current_ma if target.charging_allowed else 0
 
         tags = TagAuthority(self.users, lambda box, conn: [d.dev_id for d in

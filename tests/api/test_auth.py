@@ -9,7 +9,7 @@ import urllib.request
 
 import pytest
 
-from chargebrain.auth import (
+from chargebrain.api.auth import (
     Authenticator,
     failure_delay_s,
     hash_password,

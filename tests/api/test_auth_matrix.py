@@ -22,7 +22,8 @@ from typing import Any
 
 import pytest
 
-from chargebrain.api.commands import Access, all_commands
+from chargebrain.api.commands import Access
+from chargebrain.api.handlers import all_commands
 from tests.support.ports import free_port
 from tests.support.server import ADMIN_AUTH, basic
 from tests.users.helpers import new_user, plug

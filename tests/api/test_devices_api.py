@@ -119,7 +119,7 @@ async def test_readings_and_control_state_are_rendered(cb):
     e1 = registry.get("E1")
     assert await registry.apply(e1, EvseSetpoint(10000), registry.clock())
     await registry.read_all(registry.clock())
-    e1.status.lreason, e1.status.ta_en, e1.status.needs_auth = "group_limit", 1234, True
+    e1.status.lreason, e1.status.ta_en_wh, e1.status.needs_auth = "group_limit", 1234, True
     body = await info(cb)
     e1_info = by_id(body, "E1")
     check_types(e1_info, EVSE_TYPES)

@@ -166,7 +166,7 @@ async def test_closed_loop_keeps_every_limit(tmp_path):
             setpoints = {}
             for box in boxes:
                 status_ = cb.app.devices.get(box.dev_id).status
-                current = status_.last_set_charging_cur
+                current = status_.last_set_charging_cur_ma
                 assert current == 0 or MIN_MA <= current <= min(box.max_ma, box.car_max_ma), (
                     step, box.dev_id, current)
                 setpoints[box.dev_id] = current

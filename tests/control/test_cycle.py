@@ -131,7 +131,7 @@ async def test_a_stale_grid_meter_counts_as_the_worst_case(site):
     cycle = site.app.cycle
     await push_meter(site, m3, (5000, 5000, 5000))
     await cycle.run_once()
-    assert site.app.devices.get(e2).status.last_set_charging_cur == 16000
+    assert site.app.devices.get(e2).status.last_set_charging_cur_ma == 16000
     site.clock.advance(11)  # no push for longer than the meter's timeout
     await cycle.run_once()
     info = await device(site, e2)
@@ -143,7 +143,7 @@ async def test_a_stale_grid_meter_counts_as_the_worst_case(site):
     site.clock.advance(301)
     await push_meter(site, m3, (5000, 5000, 5000))
     await cycle.run_once()
-    assert site.app.devices.get(e2).status.last_set_charging_cur == 16000
+    assert site.app.devices.get(e2).status.last_set_charging_cur_ma == 16000
 
 
 async def test_a_meter_that_never_delivered_is_not_zero_load(site):
@@ -151,7 +151,7 @@ async def test_a_meter_that_never_delivered_is_not_zero_load(site):
     e2 = await add(site, dev_id="E2", dev_type="evse_sim")
     plug_sim(site, e2, phases=3, max_current_ma=16000)
     await site.app.cycle.run_once()
-    assert site.app.devices.get(e2).status.last_set_charging_cur == 0
+    assert site.app.devices.get(e2).status.last_set_charging_cur_ma == 0
 
 
 async def test_an_evse_silent_for_3_minutes_is_booked_as_load(site):
@@ -162,14 +162,14 @@ async def test_an_evse_silent_for_3_minutes_is_booked_as_load(site):
     await push_evse(site, e2, 3, (16000, 16000, 16000))
     await push_evse(site, e3, 2)
     await cycle.run_once()
-    assert site.app.devices.get(e3).status.last_set_charging_cur == 16000
+    assert site.app.devices.get(e3).status.last_set_charging_cur_ma == 16000
     site.clock.advance(11)  # E2 stops pushing: COM error from now on
     await push_evse(site, e3, 2)
     await cycle.run_once()
     e2_info = await device(site, e2)
     assert e2_info["com_err"] is True and e2_info["state"] == 6
     # within the grace time its last reading (16 A) is booked: E3 keeps 16 A of the 32 A
-    assert site.app.devices.get(e3).status.last_set_charging_cur == 16000
+    assert site.app.devices.get(e3).status.last_set_charging_cur_ma == 16000
     for _ in range(4):
         site.clock.advance(45)
         await push_evse(site, e3, 2)
@@ -179,7 +179,7 @@ async def test_an_evse_silent_for_3_minutes_is_booked_as_load(site):
     assert info["params"]["error_pwr"] == 11040
     e2_info = next(d for d in info["devices"] if d["dev_id"] == e2)
     assert e2_info["com_err_secs"] >= 180 and "booked" in e2_info["lreason"]
-    assert site.app.devices.get(e3).status.last_set_charging_cur == 16000
+    assert site.app.devices.get(e3).status.last_set_charging_cur_ma == 16000
 
 
 async def test_an_overdraft_is_recorded_and_cuts_the_budget(site):
@@ -249,7 +249,7 @@ async def test_a_formula_site_limit_is_not_evaluated_and_gives_nothing(site):
     e2 = await add(site, dev_id="E2", dev_type="evse_sim")
     plug_sim(site, e2, phases=3, max_current_ma=16000)
     await site.app.cycle.run_once()
-    assert site.app.devices.get(e2).status.last_set_charging_cur == 0
+    assert site.app.devices.get(e2).status.last_set_charging_cur_ma == 0
     status, body = await site.client.get("explain", dev_id=e2)
     assert status == 200
     assert any("formula" in note for note in body["notes"])
@@ -264,13 +264,13 @@ async def test_phases_are_learned_and_rotated_into_the_building(site):
     await push_evse(site, e3, 2)
     await cycle.run_once()
     # nothing learned yet: both are assumed on all three phases and share 16 A
-    assert [site.app.devices.get(d).status.last_set_charging_cur for d in (e2, e3)] == [8000,
+    assert [site.app.devices.get(d).status.last_set_charging_cur_ma for d in (e2, e3)] == [8000,
                                                                                          8000]
     # E2's car draws on its own L1 only, which is building L3 (240°); E3's on its L1
     await push_evse(site, e2, 3, (8000, 0, 0))
     await push_evse(site, e3, 3, (8000, 0, 0))
     await cycle.run_once()
-    assert [site.app.devices.get(d).status.last_set_charging_cur for d in (e2, e3)] == [16000,
+    assert [site.app.devices.get(d).status.last_set_charging_cur_ma for d in (e2, e3)] == [16000,
                                                                                          16000]
     _, body = await site.client.get("explain", dev_id=e2)
     assert body["demand"]["phases"] == 1 and body["demand"]["phases_building"] == 4
@@ -294,4 +294,4 @@ async def test_a_failing_before_cycle_hook_does_not_stop_load_management(site):
 
     site.app.cycle.before_cycle.append(broken)
     await site.app.cycle.run_once()
-    assert calls and site.app.devices.get(e2).status.last_set_charging_cur == 16000
+    assert calls and site.app.devices.get(e2).status.last_set_charging_cur_ma == 16000

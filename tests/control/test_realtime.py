@@ -53,7 +53,7 @@ async def test_a_device_that_never_answers_does_not_stall_the_cycle(tmp_path, si
         assert dead_status.last_error == "no answer within 0.1 s"
         # the live wallbox was read and written in the very cycles the dead one timed out
         alive_status = registry.get(alive).status
-        assert alive_status.last_set_charging_cur == 16000 and not alive_status.com_err
+        assert alive_status.last_set_charging_cur_ma == 16000 and not alive_status.com_err
         _, info = await cb.client.get("get_dev_info")
         boxes = {d["dev_id"]: d for d in info["devices"]}
         assert boxes[dead]["state"] == 6 and boxes[dead]["com_err"] is True
@@ -87,7 +87,7 @@ async def test_a_pushed_overload_is_answered_by_an_extra_cycle(tmp_path):
         await wait_until(reacted, GENEROUS_S)
         assert cycle.stats.fast_cycles == fast_before + 1
         status = cb.app.devices.get(box).status
-        assert status.last_set_charging_cur <= 32000 - 25000  # 0 or what still fits
+        assert status.last_set_charging_cur_ma <= 32000 - 25000  # 0 or what still fits
         answer = await push_evse(cb, box, 3, (16000, 16000, 16000))
         assert answer["charging_current"] <= 7000
 
@@ -117,4 +117,4 @@ async def test_pushes_during_a_cycle_coalesce_into_one_extra_cycle(tmp_path):
         assert cycle.stats.fast_cycles == fast_before + 1  # three pushes, one extra cycle
         assert not cycle._kick.is_set()  # nothing else pending: the last push was in it
         # the last push (house 24 A) was in it: the car is cut to what is left, 32 − 24 A
-        assert cb.app.devices.get(box).status.last_set_charging_cur == 8000
+        assert cb.app.devices.get(box).status.last_set_charging_cur_ma == 8000

@@ -37,7 +37,7 @@ async def test_stop_applies_the_disable_policy(tmp_path, policy, limit_da, enabl
     if limit_da is not None:
         assert bank.get_int("charging_cur_limit") == limit_da
     assert (driver.offered_ma, driver.enabled) == sim
-    assert app.devices.get(e2).status.last_set_charging_cur == sim[0]
+    assert app.devices.get(e2).status.last_set_charging_cur_ma == sim[0]
 
 
 async def test_stop_in_observation_mode_or_before_control_writes_nothing(tmp_path):

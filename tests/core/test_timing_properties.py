@@ -14,8 +14,8 @@ api/handlers/ajax.py), built only from the core's `plan` and `released_ma`:
 
 Checked after every push: every answer 0 or min..max; what the cars were told (what they
 draw `delay_s` later) keeps every site phase within the limit, allowing the rise of
-the house load over the accounting's settling window (docs/load-management.md §12: a rise
-that coincides with a car still settling is believed as far as the readings prove it, and in
+the house load since the cars last settled (docs/load-management.md §12: a rise that comes
+while a car is still following a setpoint is believed as far as the readings prove it, and in
 full at the latest `settle_s` after the last setpoint change). At the end, after the house
 load and the cars stayed the same for a while, every wallbox has been told its planned current.
 """
@@ -212,8 +212,13 @@ def _may_draw(box: Box) -> int:
 def _check(boxes: list[Box], limit: int, houses: list[Phases], step: int, t: float,
            delay: float) -> None:
     house = houses[step]
-    window = int((SETTLE_S + delay) / STEP_S) + 2
-    lowest = [min(h[i] for h in houses[max(0, step - window):step + 1]) for i in range(3)]
+    # A rise is believed in full once the cars have settled: at the latest settle_s (+ the
+    # car's delay) after the last setpoint change; before that only as far as readings prove.
+    # Then a reading, a grid reading and the cut's delivery follow, one push each (3 steps).
+    last_change = max((b.told[-1][0] for b in boxes if b.told), default=t)
+    start = min(t, last_change) - SETTLE_S - delay - 3 * STEP_S
+    lowest = [min(h[i] for k, h in enumerate(houses[:step + 1]) if k * STEP_S >= start
+                  or k == step) for i in range(3)]
     # Every car follows its answers with the same delay, so what the site draws at any moment
     # is what the cars had been told `delay` before: checking what they are told now, after
     # every push, checks every moment.
@@ -225,4 +230,4 @@ def _check(boxes: list[Box], limit: int, houses: list[Phases], step: int, t: flo
         allowance = house[i] - lowest[i] + RESOLUTION_MA
         assert worst[i] <= limit + allowance, (
             f"t={t:.2f}: phase {i + 1} {worst[i]} over {limit} + {allowance} "
-            f"(house {house}); told { {b.dev_id: b.told_ma() for b in boxes} }")
+            f"(house {house}); told { {b.dev_id: b.told for b in boxes} }")

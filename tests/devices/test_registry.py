@@ -221,7 +221,7 @@ async def test_sim_evse_charges_at_the_applied_current_and_soft_meter_counts(sto
     driver.car = driver.car.replace(plugged=True, phases=1, max_current_ma=32000, soc_pct=10.0)
     assert (await registry.read(e2, 0.0)).state == 2  # plugged, no current offered yet
     assert await registry.apply(e2, EvseSetpoint(10000), 0.0)
-    assert e2.status.last_set_charging_cur == 10000
+    assert e2.status.last_set_charging_cur_ma == 10000
     reading = await registry.read(e2, 0.0)
     assert reading.state == 3 and reading.currents_ma == (10000, 0, 0)
     assert reading.power_w == 2300
@@ -234,7 +234,7 @@ async def test_sim_evse_charges_at_the_applied_current_and_soft_meter_counts(sto
     await registry.save(registry.prepare({"dev_id": "E2", "prio": 5}))
     assert registry.get("E2").driver is driver
     await registry.apply(e2, EvseSetpoint(0, enabled=False), 3600.0)
-    assert e2.status.last_set_charging_cur == 0 and not e2.status.charging_enabled
+    assert e2.status.last_set_charging_cur_ma == 0 and not e2.status.charging_enabled
     assert (await registry.read(e2, 3601.0)).state == 2
     await registry.close()
     assert int(soft_meters(store)["E2"]) == 3319  # the last 30 s at 2.3 kW, at shutdown
@@ -279,7 +279,7 @@ async def test_local_device_without_a_controller_is_offline(store):
     assert await registry.read(e1, 0.0) is None
     assert e1.status.com_err and "not available" in e1.status.last_error
     assert not await registry.apply(e1, EvseSetpoint(6000), 0.0)
-    assert e1.status.com_errors == 2 and e1.status.last_set_charging_cur == -1
+    assert e1.status.com_errors == 2 and e1.status.last_set_charging_cur_ma == -1
 
 
 async def test_disabling_a_device_drops_its_reading_and_it_is_not_read(store):

@@ -108,7 +108,7 @@ async def test_tags_authorise_through_the_users_domain(site):
     await box.status(1, "Preparing")
     await cycles(site, 1)
     assert (await device(site, "E2"))["needs_auth"] in (True, 1)
-    assert site.app.devices.get("E2").status.last_set_charging_cur == 0
+    assert site.app.devices.get("E2").status.last_set_charging_cur_ma == 0
     _, status = await box.start_transaction(1, "UNKNOWN")
     assert status == "Invalid"
     _, status = await box.start_transaction(1, "CARD-ANNA")

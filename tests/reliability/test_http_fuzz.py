@@ -1,6 +1,6 @@
 """Hostile HTTP requests against every `/cnf` command of a real `chargebrain serve` process.
 
-Every command of `chargebrain.api.commands.all_commands()` (new commands are covered without
+Every command of `chargebrain.api.handlers.all_commands()` (new commands are covered without
 touching this file) gets random and hostile query parameters and bodies: huge, negative, NaN
 and infinite numbers, broken JSON, wrong JSON types, unknown keys, 10k-character strings,
 unicode, odd percent-encoding; as admin, without credentials and with wrong ones. For every
@@ -33,8 +33,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from chargebrain.api.commands import all_commands
-from chargebrain.api.handlers import HANDLER_MODULES
+from chargebrain.api.handlers import HANDLER_MODULES, all_commands
 from chargebrain.devices import types
 from chargebrain.params import SPECS
 from chargebrain.store.db import DB_FILE

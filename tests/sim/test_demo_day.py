@@ -34,7 +34,7 @@ async def test_a_simulated_day(tmp_path):
                 if status.paused:
                     paused_before.add(dev_id)
                     pause_reasons.add(status.pause_reason)
-                elif dev_id in paused_before and status.last_set_charging_cur > 0:
+                elif dev_id in paused_before and status.last_set_charging_cur_ma > 0:
                     paused_then_charged.add(dev_id)
             site.clock.advance(STEP_S)
         assert hours[0] == 17.0 and 16.5 < hours[-1] <= 17.0 + 1e-6  # a whole day went by

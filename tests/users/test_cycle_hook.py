@@ -83,10 +83,10 @@ async def test_wallbox_card_authorises_and_the_transaction_follows(world):
     assert gate.may_charge and gate.user_id == uid and not status.needs_auth
     gate, status = step(world, 9, plugged=True, charging=True, energy=100, rfid="04a1b2c3")
     gate, status = step(world, 12, plugged=True, charging=True, energy=400, rfid="04a1b2c3")
-    assert status.ta_en == 300 and gate.budget_left == pytest.approx(0.7)
+    assert status.ta_en_wh == 300 and gate.budget_left == pytest.approx(0.7)
     # the budget (1 kWh) runs out: charging stops, the session stays
     gate, status = step(world, 15, plugged=True, charging=True, energy=1100, rfid="04a1b2c3")
-    assert (gate.may_charge, gate.reason, status.ta_en) == (False, "budget", 1000)
+    assert (gate.may_charge, gate.reason, status.ta_en_wh) == (False, "budget", 1000)
     step(world, 18, plugged=False, energy=1100, rfid="04a1b2c3")
     (record,) = log.query()
     assert (record.user_id, record.rfid, record.energy_wh, record.status) == (
@@ -116,14 +116,14 @@ async def test_ac_ovch_card_toggles_charging_and_override_bits_show(world):
     assert (gate.reason, status.overrides) == ("override", 1)
     users.override("E1", "c", 8000, is_admin=True, cred=None)
     gate, status = step(world, 9, plugged=True, rfid="cafe")
-    assert gate.may_charge and (status.ov_cur, gate.max_ma) == (8000, 8000)
+    assert gate.may_charge and (status.ov_cur_ma, gate.max_ma) == (8000, 8000)
 
 
 async def test_free_evse_charges_and_logs_without_anyone(world):
     _, _, _, log, _ = world
     gate, status = step(world, 0, plugged=True, charging=True, energy=50, dev_id="E2")
     gate, status = step(world, 3, plugged=True, charging=True, energy=80, dev_id="E2")
-    assert gate.may_charge and status.ta_en == 30 and not status.needs_auth
+    assert gate.may_charge and status.ta_en_wh == 30 and not status.needs_auth
     assert log.query()[0].user_id is None
 
 

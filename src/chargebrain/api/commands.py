@@ -1,7 +1,7 @@
 """The command table: `cmd` → handler and the access it needs.
 
-Each handler module under `api/handlers/` exports `COMMANDS: dict[str, Command]`; this module
-merges them. A handler is `async def handler(app, req) -> JSON value`.
+Each handler module under `api/handlers/` exports `COMMANDS: dict[str, Command]`;
+`api.handlers.all_commands` merges them. A handler is `async def handler(app, req) -> JSON value`.
 """
 
 from __future__ import annotations
@@ -31,14 +31,3 @@ class Command:
     handler: Handler
     access: Access
 
-
-def all_commands() -> dict[str, Command]:
-    from chargebrain.api.handlers import HANDLER_MODULES
-
-    table: dict[str, Command] = {}
-    for module in HANDLER_MODULES:
-        for name, command in module.COMMANDS.items():
-            if name in table:
-                raise RuntimeError(f"command {name} defined twice")
-            table[name] = command
-    return table

@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Awaitable, Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
-from chargebrain.api.commands import Access, Command, all_commands
+from chargebrain.api.commands import Access, Command
 from chargebrain.api.errors import ApiError
-from chargebrain.api.handlers.users import WEB_ROUTES
+from chargebrain.api.handlers import all_commands
 from chargebrain.api.request import ApiRequest, parse_query_pairs
 
 if TYPE_CHECKING:
@@ -29,7 +30,7 @@ MAX_BODY_BYTES = 1 << 20
 STATE_READS = frozenset({"get_dev_info", "get_params", "get_dev_types", "get_devices",
                          "explain", "get_cm_vars", "get_users", "get_user", "get_new_user_id",
                          "get_transactions", "modbus", "modbus_get", "modbus_set"})
-APP_KEY = web.AppKey("chargebrain", object)
+Page = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 def dumps(value: Any) -> str:
@@ -103,12 +104,12 @@ class CnfDispatcher:
         return json_response(result)
 
 
-def build_web_app(app: ChargeBrain) -> web.Application:
+def build_web_app(app: ChargeBrain, pages: Iterable[tuple[str, Page]] = ()) -> web.Application:
+    """The `/cnf` API plus the `pages` (path, GET handler) served beside it."""
     dispatcher = CnfDispatcher(app)
     web_app = web.Application(client_max_size=MAX_BODY_BYTES, middlewares=[_collapse_slashes])
-    web_app[APP_KEY] = app
     web_app.router.add_route("*", "/cnf", dispatcher.handle)
-    for path, page in WEB_ROUTES:  # /ui/en/sim.htm (admin only)
+    for path, page in pages:
         web_app.router.add_get(path, page)
     return web_app
 

@@ -17,7 +17,7 @@ when pushed meter data shows a limit exceeded. One cycle:
 5. **publish**: every EVSE's runtime status (lreason, paused, pause_time …), the site numbers and
    `cycle_time` for get_dev_info, the virtual meters, and the record `cmd=explain` renders.
 
-Extra cycles after a push (`set_ajax_meter`, later MQTT) skip step 1: the pushed data is already
+Extra cycles after a push (`set_ajax_meter`) skip step 1: the pushed data is already
 the device's reading, polled devices keep the reading of the last periodic cycle, so the new
 setpoints are written within milliseconds. Cycles never overlap (one lock); pushes arriving
 during a cycle coalesce into one extra cycle after it.
@@ -462,8 +462,8 @@ class ControlCycle:
         status = device.status
         status.needs_auth = gate.needs_auth
         status.overrides = gate.overrides
-        status.ov_cur = gate.ov_cur
-        status.ta_en = gate.ta_en
+        status.ov_cur_ma = gate.ov_cur
+        status.ta_en_wh = gate.ta_en
 
     def refresh_gate(self, dev_id: str) -> None:
         """Ask the users domain again now (after an override or a credential), show the
@@ -660,8 +660,7 @@ class ControlCycle:
             for device in self.registry.evses():
                 if isinstance(device.driver, EvseDriver) and isinstance(device.config,
                                                                          cfg.EvseConfig):
-                    target = policy_setpoint(device.config, device.status.max_current_ma,
-                                             policy)
+                    target = policy_setpoint(device.config, policy)
                     jobs.append(self._apply(device, target, now))
             if jobs:
                 await asyncio.gather(*jobs)
@@ -705,13 +704,9 @@ class ControlCycle:
         setpoint = result.setpoints.get(evse.dev_id)
         if gate is not None:
             self._show_gate(device, gate)
-        config = device.config
-        formula = isinstance(config, cfg.EvseConfig) and not isinstance(
-            config.max_charging_cur, int)
-        status.max_current_ma = 0 if formula else None
         session = self.sessions.get(evse.dev_id)
-        status.charging_dur = int(session.charging_s) if session is not None else 0
-        status.pause_min_time = int(self.params["min_pause_time"])
+        status.charging_dur_s = int(session.charging_s) if session is not None else 0
+        status.pause_min_time_s = int(self.params["min_pause_time"])
         if setpoint is None:
             return
         status.lreason = setpoint.reason.text
@@ -719,7 +714,7 @@ class ControlCycle:
         status.pause_reason = setpoint.pause_reason if result.write else ""
         timers = result.memory.evses.get(evse.dev_id)
         since = timers.paused_since_s if timers is not None else None
-        status.pause_time = int(max(0.0, now - since)) if status.paused and since else 0
+        status.pause_time_s = int(max(0.0, now - since)) if status.paused and since else 0
 
     # -- explain --------------------------------------------------------------------------------
 
@@ -727,7 +722,7 @@ class ControlCycle:
         """The `cmd=explain` answer for the wallbox `dev_id` (from the last cycle)."""
         record = self.last
         device = self.registry.get(dev_id)
-        last_set = device.status.last_set_charging_cur if device is not None else -1
+        last_set = device.status.last_set_charging_cur_ma if device is not None else -1
         if record is None:
             return not_planned(dev_id, 0)
         return explain(record, dev_id, last_set)

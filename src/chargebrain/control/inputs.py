@@ -102,7 +102,6 @@ class InputContext:
     meters: list[MeterInput] = field(default_factory=list)
     evses: list[EvseInput] = field(default_factory=list)
     gates: dict[str, EvseGate] = field(default_factory=dict)
-    evaluated_max_ma: dict[str, int | None] = field(default_factory=dict)  # formula maxima
     notes: list[str] = field(default_factory=list)
 
 
@@ -227,7 +226,6 @@ def evse_input(registry: DeviceRegistry, device: Device, gate: EvseGate,
     max_reason = ""
     allowed, not_allowed = gate.allowed, gate.reason if not gate.allowed else ""
     if formula:
-        ctx.evaluated_max_ma[device.dev_id] = 0
         ctx.notes.append(f"{device.dev_id}: max_charging_cur is a formula; formulas are not "
                          "evaluated yet, so it may not charge")
         allowed, not_allowed = False, "max current formula cannot be evaluated yet"

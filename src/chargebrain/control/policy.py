@@ -11,16 +11,15 @@ from chargebrain.devices.base import EvseSetpoint
 from chargebrain.devices.config import EvseConfig
 
 
-def policy_setpoint(config: EvseConfig, evaluated_max_ma: int | None, disable_policy: int
-                    ) -> EvseSetpoint:
+def policy_setpoint(config: EvseConfig, disable_policy: int) -> EvseSetpoint:
     """0: charging off; 1: the wallbox's minimum current; −1: its maximum (a maximum given
-    as a formula counts at its last evaluated value, else at the minimum: never more than
-    anybody computed)."""
+    as a formula counts as the minimum: formulas are not evaluated, and the policy never
+    gives more than anybody computed)."""
     if disable_policy == DisablePolicy.OFF:
         return EvseSetpoint(0, enabled=False)
     if disable_policy == DisablePolicy.UNLIMITED:
         if isinstance(config.max_charging_cur, int) and not isinstance(config.max_charging_cur,
                                                                        bool):
             return EvseSetpoint(config.max_charging_cur)
-        return EvseSetpoint(evaluated_max_ma or config.min_charging_cur)
+        return EvseSetpoint(config.min_charging_cur)
     return EvseSetpoint(config.min_charging_cur)

@@ -78,11 +78,11 @@ class _Prepared:
     snapshot: Snapshot
     views: list[_EvseView]
     tree: Tree
-    budget: Phases
-    evse_cap: Phases
-    overdraft: int
-    penalty: int
-    until: float | None
+    budget_ma: Phases
+    evse_cap_ma: Phases
+    overdraft_ma: int
+    penalty_ma: int
+    until_s: float | None
     grid_w: int | None
     surplus_w: int
     evse_w: int  # what all EVSEs draw now
@@ -100,7 +100,7 @@ def plan(site: SiteInput, memory: PlanMemory, now_s: float) -> PlanResult:
         alloc = _allocate_with_phases(p.snapshot, controlled, memory, now_s,
                                       s.phase_switch_delay_s)
         left = _overdraft_left_ma(p, controlled, alloc.setpoints)
-        if left > p.penalty:
+        if left > p.penalty_ma:
             # Load above the limit that this step's own cuts do not remove: cut the budget
             # by what is left, for overdraft_hold_s, and plan again with it.
             p = _prepare(site, memory, now_s, new_penalty_ma=left)
@@ -123,7 +123,7 @@ def plan(site: SiteInput, memory: PlanMemory, now_s: float) -> PlanResult:
             timers[v.evse.dev_id] = t
 
     diagnostics = _diagnostics(site, p, setpoints, now_s)
-    new_memory = PlanMemory(timers, p.penalty, p.until, p.non_evse_memory)
+    new_memory = PlanMemory(timers, p.penalty_ma, p.until_s, p.non_evse_memory)
     return PlanResult(setpoints, new_memory, diagnostics, write=s.lb_enabled)
 
 
@@ -137,8 +137,8 @@ def _overdraft_left_ma(p: _Prepared, controlled: list[_EvseView],
     the cars) costs no penalty; one they cannot remove (load we do not control, a wallbox that
     ignores its setpoint) does. Crediting only the low end keeps the rule safe: a cut is
     counted only as far as the car is known to have drawn what is cut."""
-    over = p.over_ma
-    if max(over) <= 0:
+    over_ma = p.over_ma
+    if max(over_ma) <= 0:
         return 0
     cut = [0, 0, 0]
     for v in controlled:
@@ -149,7 +149,7 @@ def _overdraft_left_ma(p: _Prepared, controlled: list[_EvseView],
         for i in range(3):
             if low[i] > given[i]:
                 cut[i] += low[i] - given[i]
-    return max(0, max(over[i] - cut[i] for i in range(3)))
+    return max(0, max(over_ma[i] - cut[i] for i in range(3)))
 
 
 def _given_ma(v: _EvseView, sp: Setpoint) -> Phases:
@@ -279,19 +279,19 @@ def _prepare(site: SiteInput, memory: PlanMemory, now_s: float,
         for m in site_grid:
             grid_ma = add(grid_ma, meter_currents_ma(m, volt))
             grid_w += m.power_w
-    over = overdraft_ma(s, grid_ma)
+    over_now_ma = overdraft_ma(s, grid_ma)
     gross = gross_limit_ma(s)
     over_ma: Phases = ZERO if grid_ma is None else (
         max(0, grid_ma[0] - gross), max(0, grid_ma[1] - gross), max(0, grid_ma[2] - gross))
-    penalty = memory.overdraft_penalty_ma
-    until = memory.overdraft_until_s
-    if until is None or now_s >= until:
-        penalty, until = 0, None
-    if new_penalty_ma is not None and new_penalty_ma > penalty:
-        penalty, until = new_penalty_ma, now_s + s.overdraft_hold_s
+    penalty_ma = memory.overdraft_penalty_ma
+    until_s = memory.overdraft_until_s
+    if until_s is None or now_s >= until_s:
+        penalty_ma, until_s = 0, None
+    if new_penalty_ma is not None and new_penalty_ma > penalty_ma:
+        penalty_ma, until_s = new_penalty_ma, now_s + s.overdraft_hold_s
 
     # 2. budget
-    budget = site_budget_ma(s, penalty)
+    budget_ma = site_budget_ma(s, penalty_ma)
 
     # 3. EVSEs in the building frame, controlled or booked
     views = [_view(e, memory, now_s, tree.nodes, s.disable_policy, s.com_error_grace_s, volt)
@@ -307,11 +307,11 @@ def _prepare(site: SiteInput, memory: PlanMemory, now_s: float,
     draw_bounds, site_low = _draw_bounds_below(site, views, tree, now_s)
 
     # The EVSE-only cap covers every wallbox, so what uncontrolled ones may draw comes off it.
-    evse_cap = (sub((s.max_total_evse_current_ma,) * 3, booked_below.get(SITE_GROUP, ZERO))
-                if s.max_total_evse_current_ma > 0 else UNLIMITED)
+    evse_cap_ma = (sub((s.max_total_evse_current_ma,) * 3, booked_below.get(SITE_GROUP, ZERO))
+                   if s.max_total_evse_current_ma > 0 else UNLIMITED)
 
     # 4. non-EVSE load per node
-    node_limit: dict[int, Phases] = {SITE_GROUP: budget}
+    node_limit: dict[int, Phases] = {SITE_GROUP: budget_ma}
     for gid in tree.nodes:
         limit = group_limit.get(gid)
         if gid != SITE_GROUP:
@@ -326,8 +326,8 @@ def _prepare(site: SiteInput, memory: PlanMemory, now_s: float,
     # 5. the allocator's snapshot
     specs = tuple(
         GroupSpec(gid, tree.parent[gid], tree.nodes[gid].name, node_limit[gid],
-                  evse_cap if gid == SITE_GROUP else UNLIMITED, loads[gid].non_evse_ma,
-                  loads[gid].stale, penalty if gid == SITE_GROUP else 0, loads[gid].own_stale)
+                  evse_cap_ma if gid == SITE_GROUP else UNLIMITED, loads[gid].non_evse_ma,
+                  loads[gid].stale, penalty_ma if gid == SITE_GROUP else 0, loads[gid].own_stale)
         for gid in tree.nodes
     )
     ev_total = ZERO
@@ -340,8 +340,8 @@ def _prepare(site: SiteInput, memory: PlanMemory, now_s: float,
                          s.imbalance_add, s.fcfs, float(max(0, surplus_w)), volt)
     snap = Snapshot(now_s, specs, tuple(_demand(v) for v in views if v.controlled), params,
                     memory.evses)
-    return _Prepared(snap, views, tree, budget, evse_cap, over, penalty, until, grid_w,
-                     surplus_w, evse_w, over_ma, site_low, remembered)
+    return _Prepared(snap, views, tree, budget_ma, evse_cap_ma, over_now_ma, penalty_ma, until_s,
+                     grid_w, surplus_w, evse_w, over_ma, site_low, remembered)
 
 
 def _draw_bounds_below(site: SiteInput, views: list[_EvseView], tree: Tree, now_s: float
@@ -528,9 +528,10 @@ def _surplus_w(site: SiteInput, ev_w: int, grid_w: int | None, now_s: float) -> 
 
 def _diagnostics(site: SiteInput, p: _Prepared, setpoints: dict[str, Setpoint],
                  now_s: float) -> Diagnostics:
-    views, specs, tree, budget, evse_cap = p.views, p.snapshot.groups, p.tree, p.budget, p.evse_cap
+    views, specs, tree = p.views, p.snapshot.groups, p.tree
+    budget_ma, evse_cap_ma = p.budget_ma, p.evse_cap_ma
     volt = p.snapshot.params.system_voltage_v
-    over, penalty, grid_w, surplus_w = p.overdraft, p.penalty, p.grid_w, p.surplus_w
+    grid_w, surplus_w = p.grid_w, p.surplus_w
     s = site.settings
     per_group: dict[int, list[int]] = {}
     evse_phases: dict[str, tuple[int, int]] = {}
@@ -560,16 +561,16 @@ def _diagnostics(site: SiteInput, p: _Prepared, setpoints: dict[str, Setpoint],
     for g in specs:
         room = sub(sub(g.limit_ma, g.non_evse_load_ma), allocated[g.group_id])
         is_site = g.group_id == SITE_GROUP
-        if is_site and max(evse_cap) < UNLIMITED_MA:
+        if is_site and max(evse_cap_ma) < UNLIMITED_MA:
             room = tuple(min(r, c - a) for r, c, a in
-                         zip(room, evse_cap, allocated[g.group_id], strict=True))  # type: ignore[assignment]
+                         zip(room, evse_cap_ma, allocated[g.group_id], strict=True))  # type: ignore[assignment]
         nodes[g.group_id] = NodeDiagnostics(
             g.group_id, g.parent_id, g.limit_ma, g.non_evse_load_ma, allocated[g.group_id],
-            room, g.stale, evse_cap if is_site and max(evse_cap) < UNLIMITED_MA else None)
+            room, g.stale, evse_cap_ma if is_site and max(evse_cap_ma) < UNLIMITED_MA else None)
     site_spec = next(g for g in specs if g.group_id == SITE_GROUP)
     non_evse = site_spec.non_evse_load_ma
     evse_room = tuple(max(0, min(b - n, c)) for b, n, c in
-                      zip(budget, non_evse, evse_cap, strict=True))
+                      zip(budget_ma, non_evse, evse_cap_ma, strict=True))
     fresh = [m for m in site.meters if not m.is_stale(now_s)]
     production_w = sum(m.power_w for m in fresh if m.role == MeterRole.PRODUCTION)
     consumers = [m for m in fresh if m.role == MeterRole.CONSUMPTION]
@@ -587,11 +588,11 @@ def _diagnostics(site: SiteInput, p: _Prepared, setpoints: dict[str, Setpoint],
                   and now_s - v.evse.com_error_since_s >= s.com_error_grace_s)
     judged = add(site_evse_load, non_evse) if s.imbalance_add else site_evse_load
     return Diagnostics(
-        site_budget_ma=budget,
+        site_budget_ma=budget_ma,
         evse_budget_ma=evse_room,  # type: ignore[arg-type]
         non_evse_ma=non_evse,
-        overdraft_ma=over,
-        overdraft_penalty_ma=penalty,
+        overdraft_ma=p.overdraft_ma,
+        overdraft_penalty_ma=p.penalty_ma,
         cons_evse_power_w=evse_w,
         avail_evse_power_w=round(sum(evse_room) * volt / 1000),
         grid_power_w=grid_w,

@@ -2,8 +2,8 @@
 
 A driver talks to one device. Every driver can `read(now_s)`; EVSE drivers can also
 `apply(setpoint)` and may declare their `EvseCapabilities` (setpoint step, maximum, phase
-switching); a device that sends its data instead of being polled (HTTP input, later
-MQTT) has a `PushDriver`, which takes `push(reading, now_s)`. A driver raises `DeviceError`
+switching); a device that sends its data instead of being polled (HTTP input) has a
+`PushDriver`, which takes `push(reading, now_s)`. A driver raises `DeviceError`
 (or lets a timeout/OSError escape) when the device does not answer; the registry turns that
 into the device's COM-error status, so drivers stay free of bookkeeping. Readings are raw: the
 registry applies a meter's `factor`/`invert`.
@@ -159,7 +159,7 @@ def evse_capabilities(driver: object) -> EvseCapabilities:
 
 @runtime_checkable
 class PushDriver(Driver, Protocol):
-    """A driver whose device sends its data (set_ajax_*, later MQTT) instead of being polled.
+    """A driver whose device sends its data (set_ajax_*) instead of being polled.
 
     `read()` hands out the last pushed reading while it is fresh. Pushed data keeps the time it
     arrived (`pushed_s`) as its reading time: reading it again later measures nothing new.

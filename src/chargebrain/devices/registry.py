@@ -17,13 +17,13 @@ For the control cycle:
   delays the others; failures are counted in `status` (com_err, com_errors, last_error) and the
   call returns None instead of raising; meter readings come back with `factor`/`invert` applied;
 - write: `await apply(device, setpoint, now_s)` → True when written; records
-  `status.last_set_charging_cur`;
+  `status.last_set_charging_cur_ma`;
 - virtual meters have no driver: the cycle computes them and stores the result with
   `publish(device, reading, now_s)`;
 - changes: `version` grows with every configuration change; `on_change` callbacks get the
   dev_id after create/update/delete/reset;
 - pushed data: `push(device, reading, now_s)` hands it to the device's `PushDriver`
-  (set_ajax_*, later MQTT); `on_push` callbacks then get the dev_id (e.g. to run an extra
+  (set_ajax_*); `on_push` callbacks then get the dev_id (e.g. to run an extra
   cycle at once when a limit is exceeded);
 - soft meter: an EVSE without energy meter integrates its power on every read; the counter
   lives in its own table (saved every `runtime.SOFT_METER_SAVE_S` while counting, by

@@ -29,19 +29,18 @@ class DeviceStatus:
 
     # control (the control cycle writes these; the registry records apply())
     last_setpoint: EvseSetpoint | None = None
-    last_set_charging_cur: int = -1  # mA; -1 = never set
+    last_set_charging_cur_ma: int = -1  # -1 = never set
     charging_enabled: bool = True  # charging allowed by load management right now
     lreason: str = ""  # why the EVSE got its current (binding limit)
     paused: bool = False
-    pause_time: int = 0  # s elapsed in the current pause
-    pause_min_time: int = 0  # s before the pause may end
+    pause_time_s: int = 0  # elapsed in the current pause
+    pause_min_time_s: int = 0  # before the pause may end
     pause_reason: str = ""
-    charging_dur: int = 0  # s of the current charging session
-    ta_en: int = 0  # Wh of the running transaction
+    charging_dur_s: int = 0  # of the current charging session
+    ta_en_wh: int = 0  # energy of the running transaction
     needs_auth: bool = False  # waiting for RFID/PIN
-    ov_cur: int = 0  # override current (mA), 0 = none
+    ov_cur_ma: int = 0  # override current, 0 = none
     overrides: int = 0  # bit0 C (charging disabled), bit1 E (EVSE rules off), bit2 U (user rules)
-    max_current_ma: int | None = None  # evaluated max_charging_cur when it is a formula
 
     # energy estimate for EVSEs without an energy meter (Wh, float to keep fractions)
     soft_meter_wh: float = 0.0
@@ -81,7 +80,7 @@ class DeviceStatus:
     def record_setpoint(self, setpoint: EvseSetpoint) -> None:
         """A setpoint was written (or handed to an HTTP-input EVSE)."""
         self.last_setpoint = setpoint
-        self.last_set_charging_cur = setpoint.current_ma if setpoint.enabled else 0
+        self.last_set_charging_cur_ma = setpoint.current_ma if setpoint.enabled else 0
         self.charging_enabled = setpoint.charging_allowed
 
     @property

@@ -27,10 +27,11 @@ class Family(enum.Enum):
     SIM = "sim"  # simulated device (virtual car, configurable load)
     GROUP = "group"  # charging group: a node of the limit tree, no driver
     VIRTUAL = "virtual"  # computed by the control cycle from other devices, no driver
-    MODBUS_DEF = "modbus_def"  # generic Modbus meter from a meter definition (later)
-    EXPRESSION = "expression"  # formula meter (later)
     OCPP = "ocpp"  # OCPP 1.6J wallbox on the central system (chargebrain.ocpp)
-    CM = "cm"  # cascaded charging manager (later)
+    # Listed so that clients find every key; no driver (`supported=False`):
+    MODBUS_DEF = "modbus_def"  # generic Modbus meter from a meter definition
+    EXPRESSION = "expression"  # formula meter
+    CM = "cm"  # cascaded charging manager
 
 
 @dataclass(frozen=True, slots=True)

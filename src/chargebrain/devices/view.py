@@ -139,10 +139,9 @@ def _state(device: Device) -> int:
     return reading.state if STATE_STANDBY <= reading.state <= STATE_ERROR else STATE_ERROR
 
 
-def _max_current_ma(config: cfg.EvseConfig | cfg.GroupConfig, device: Device) -> int:
-    if isinstance(config.max_charging_cur, int):
-        return config.max_charging_cur
-    return device.status.max_current_ma or 0
+def _max_current_ma(config: cfg.EvseConfig | cfg.GroupConfig) -> int:
+    """The configured maximum; a formula shows as 0 (formulas are not evaluated)."""
+    return config.max_charging_cur if isinstance(config.max_charging_cur, int) else 0
 
 
 def _evse_fields(registry: DeviceRegistry, device: Device, config: cfg.EvseConfig,
@@ -155,7 +154,7 @@ def _evse_fields(registry: DeviceRegistry, device: Device, config: cfg.EvseConfi
         "label": config.label,
         "min_charging_cur": config.min_charging_cur,
         "max_charging_cur": config.max_charging_cur,
-        "max_power": round(_max_current_ma(config, device) * voltage_v * phases / 1000),
+        "max_power": round(_max_current_ma(config) * voltage_v * phases / 1000),
         "prio": config.prio,
         "group": config.group,
         "phase_rotation": config.phase_rotation,
@@ -165,20 +164,20 @@ def _evse_fields(registry: DeviceRegistry, device: Device, config: cfg.EvseConfi
         "current_l1": measured.currents_ma[0],
         "current_l2": measured.currents_ma[1],
         "current_l3": measured.currents_ma[2],
-        "last_set_charging_cur": int(status.last_set_charging_cur),
+        "last_set_charging_cur": int(status.last_set_charging_cur_ma),
         "total_energy": int(measured.energy_wh),
         "phases": sum(1 << i for i, c in enumerate(measured.currents_ma) if c > 500),
         "state": _state(device),
         "lreason": status.lreason,
         "paused": bool(status.paused),
-        "pause_time": int(status.pause_time),
-        "pause_min_time": int(status.pause_min_time),
+        "pause_time": int(status.pause_time_s),
+        "pause_min_time": int(status.pause_min_time_s),
         "pause_reason": status.pause_reason,
-        "charging_dur": int(status.charging_dur),
+        "charging_dur": int(status.charging_dur_s),
         "needs_auth": bool(status.needs_auth),
-        "ov_cur": int(status.ov_cur),
+        "ov_cur": int(status.ov_cur_ma),
         "overrides": int(status.overrides),
-        "ta_en": int(status.ta_en),
+        "ta_en": int(status.ta_en_wh),
     }
     if config.attach:
         out["attach"] = config.attach
@@ -214,7 +213,7 @@ def _group_fields(registry: DeviceRegistry, device: Device, voltage_v: int) -> d
         energy += measured.energy_wh
         states.append(_state(member))
     state = 3 if 3 in states or 4 in states else 2 if 2 in states else STATE_STANDBY
-    limit = _max_current_ma(config, device)
+    limit = _max_current_ma(config)
     return {
         "label": "", "min_charging_cur": 0, "max_charging_cur": config.max_charging_cur,
         "max_power": round(limit * voltage_v * 3 / 1000), "prio": 1, "group": config.group,

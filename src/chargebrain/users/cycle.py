@@ -42,9 +42,9 @@ def observe_evse(users: UserService, log: TransactionLog, *, dev_id: str,
     gate = users.gate_for(dev_id, config, now)
     if status is not None:
         status.needs_auth = gate.needs_auth
-        status.ov_cur = gate.ov_cur
+        status.ov_cur_ma = gate.ov_cur
         status.overrides = gate.overrides
-        status.ta_en = run.energy_wh if run is not None else 0
+        status.ta_en_wh = run.energy_wh if run is not None else 0
     return gate
 
 

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from chargebrain.api.auth import require_admin
 from chargebrain.api.commands import Access, Command
 from chargebrain.api.errors import bad_request, not_found
-from chargebrain.auth import require_admin
 from chargebrain.control.policy import policy_setpoint
 from chargebrain.devices.base import EvseSetpoint
 from chargebrain.devices.config import EvseConfig
@@ -91,12 +91,10 @@ async def set_ajax_evse(app: ChargeBrain, req: ApiRequest) -> dict[str, Any]:
     assert isinstance(config, EvseConfig)
     policy = int(app.params["disable_policy"])
     if not app.params["lb_enabled"] or not device.enabled:
-        return control_answer(device, policy_setpoint(config, device.status.max_current_ma,
-                                                      policy))
+        return control_answer(device, policy_setpoint(config, policy))
     cycle = app.cycle
     if cycle.stopping:  # control given up: what stop() left it with, else disable_policy
-        return control_answer(device, driver.setpoint or policy_setpoint(
-            config, device.status.max_current_ma, policy))
+        return control_answer(device, driver.setpoint or policy_setpoint(config, policy))
     setpoint = NOTHING
     if not cycle.needs_plan(device) or await cycle.plan_for(
             device, min(PLAN_WAIT_S, cycle.period_s)):

@@ -15,9 +15,9 @@ import math
 import weakref
 from typing import TYPE_CHECKING, Any
 
+from chargebrain.api.auth import require_admin
 from chargebrain.api.commands import Access, Command
 from chargebrain.api.errors import bad_request, not_found
-from chargebrain.auth import require_admin
 from chargebrain.devices import types, view
 from chargebrain.devices.config import ConfigError
 from chargebrain.devices.registry import Device

@@ -18,9 +18,9 @@ import math
 import re
 from typing import TYPE_CHECKING, Any
 
+from chargebrain.api.auth import require_admin
 from chargebrain.api.commands import Access, Command
 from chargebrain.api.errors import ApiError, bad_request
-from chargebrain.auth import require_admin
 from chargebrain.powerbrain import RegisterError, WriteOp
 from chargebrain.powerbrain.registers import UNIT_NAMES
 

@@ -1,4 +1,4 @@
-"""User, RFID and authentication commands, the transaction log, and the simulation page guard.
+"""User, RFID and authentication commands, and the transaction log.
 
 Credentials as parameters (the original leaves their names open; these are ours):
 - `get_user&id=<user id>` or `get_user&rfid=<PIN/RFID>`: the admin, or that user themselves
@@ -20,10 +20,10 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
+from chargebrain.api.auth import unauthorised_message
 from chargebrain.api.commands import Access, Command
 from chargebrain.api.errors import ApiError
 from chargebrain.api.request import ApiRequest
-from chargebrain.auth import AUTH_REALM, unauthorised_message
 from chargebrain.users.model import Credential, UserError
 from chargebrain.users.transactions import to_csv
 
@@ -208,51 +208,3 @@ COMMANDS: dict[str, Command] = {
     "get_transactions": Command(get_transactions, Access.CHECKED),
     "change_admin_pwd": Command(change_admin_pwd, Access.ADMIN),
 }
-
-
-# -- /ui/en/sim.htm: admin only (clients use its 401 as their password check) -----------------
-
-SIM_PAGE = """<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>chargebrain - simulation</title>
-<style>body{font-family:sans-serif;margin:2em}td,th{padding:.3em .8em;text-align:left}</style>
-</head><body>
-<h1>Simulation</h1>
-<p>Plug a virtual car into a simulated EVSE, or unplug it.</p>
-<form id="f">
-<label>EVSE <input name="dev_id" value="E1" size="6"></label>
-<label>Phases <select name="phases"><option>3</option><option>1</option></select></label>
-<label>Max current (mA) <input name="max_current" value="16000" size="7"></label>
-<label>RFID <input name="rfid" size="12"></label>
-<button name="plugged" value="1">Plug in</button>
-<button name="plugged" value="0">Unplug</button>
-</form>
-<pre id="out"></pre>
-<script>
-document.getElementById("f").addEventListener("submit", async (ev) => {
-  ev.preventDefault();
-  const q = new URLSearchParams(new FormData(ev.target));
-  q.set("plugged", ev.submitter.value);
-  q.set("cmd", "sim_vehicle");
-  const r = await fetch("/cnf?" + q.toString());
-  document.getElementById("out").textContent = r.status + " " + await r.text();
-});
-</script>
-</body></html>
-"""
-
-
-async def sim_page(request: web.Request) -> web.StreamResponse:
-    """`GET /ui/en/sim.htm`: 401 without valid admin credentials, the page otherwise."""
-    from chargebrain.api.http import APP_KEY
-
-    app: ChargeBrain = request.app[APP_KEY]  # type: ignore[assignment]
-    principal = await app.auth.principal(request.headers.get("Authorization"),
-                                         request.remote or "")
-    if not principal.is_admin:
-        return web.Response(status=401, text=unauthorised_message(principal) + "\n",
-                            headers={"WWW-Authenticate": AUTH_REALM})
-    return web.Response(text=SIM_PAGE, content_type="text/html", charset="utf-8",
-                        headers={"Cache-Control": "no-store"})
-
-
-WEB_ROUTES = [("/ui/en/sim.htm", sim_page)]
