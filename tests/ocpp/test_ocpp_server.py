@@ -409,3 +409,22 @@ async def _slow_box(site):
     await cycles(site, 2)
     assert (await device(site, "E2"))["com_err"] is False and box.limit_a(1) == 16.0
     await box.close()
+
+
+async def test_a_box_with_two_connectors_is_two_devices(site):
+    await set_params(site, max_total_current=20000)
+    await add(site, dev_id="E2", dev_type="evse_ocpp", address="TWIN", id=1)
+    await add(site, dev_id="E3", dev_type="evse_ocpp", address="TWIN", id=2)
+    box = await site.box("TWIN", connectors=2)
+    standing = sorted(p["connector_id"] for p in box.received if p["stack_level"] == 0)
+    assert standing == [1, 2]
+    await box.status(1, "Charging")
+    await box.status(2, "Preparing")
+    await cycles(site, 2)
+    assert (await device(site, "E2"))["state"] == 3 and (await device(site, "E3"))["state"] == 2
+    assert box.limit_a(1) == 10.0 and box.limit_a(2) == 10.0
+    await box.meter(2, (0, 0, 0), energy_wh=777)
+    await cycles(site, 1)
+    assert site.app.devices.get("E3").status.evse_reading.total_energy_wh == 777
+    assert site.app.devices.get("E2").status.evse_reading.total_energy_wh is None
+    await box.close()
