@@ -5,6 +5,8 @@
 | `evse_powerbrain`, `meter_powerbrain` | powerbrain.py (built-in register model, or Modbus TCP) |
 | `evse_ajax`, `meter_ajax` | ajax.py (pushed by set_ajax_evse / set_ajax_meter) |
 | `evse_sim`, `meter_sim` | sim.py (virtual car, constant load) |
+| `meter_sdm630`, `meter_abb_b23_b24`, … (Modbus definitions) | modbus_meter.py |
+| `meter_shelly_3em`, … (HTTP/JSON definitions) | http_meter.py |
 | `evse_group`, `meter_virtual_*` | none (groups are limits; virtual meters are computed) |
 """
 
@@ -15,9 +17,12 @@ from typing import Any
 
 from chargebrain.devices import config as cfg
 from chargebrain.devices import types
-from chargebrain.devices.base import Driver
+from chargebrain.devices.base import DeviceError, Driver
+from chargebrain.devices.definitions import active_catalog
 from chargebrain.devices.drivers.ajax import AjaxEvse, AjaxMeter
+from chargebrain.devices.drivers.http_meter import HttpMeter
 from chargebrain.devices.drivers.local import LocalRegisters
+from chargebrain.devices.drivers.modbus_meter import ModbusMeter
 from chargebrain.devices.drivers.powerbrain import (
     ModbusTcpRegisters,
     PowerBrainEvse,
@@ -48,7 +53,28 @@ def build_driver(config: cfg.DeviceConfig, *, voltage_v: int,
         if info.kind is Kind.EVSE:
             return PowerBrainEvse(regs, voltage_v=voltage_v, used_phases=config.used_phases)
         return PowerBrainMeter(regs)
+    if info.family in (Family.MODBUS_DEF, Family.HTTP_DEF):
+        definition = active_catalog().get(config.dev_type)
+        if definition is None:
+            return MissingDefinition(config.dev_type)
+        if info.family is Family.HTTP_DEF:
+            return HttpMeter(definition, config.address, timeout_s, voltage_v=voltage_v)
+        endpoint = cfg.parse_host_port(config.address, "")
+        return ModbusMeter(definition, endpoint, config.id, timeout_s, voltage_v=voltage_v)
     return None
+
+
+class MissingDefinition:
+    """A defined meter whose definition file is gone or invalid: every read is a COM error."""
+
+    def __init__(self, dev_type: str) -> None:
+        self.dev_type = dev_type
+
+    async def read(self, now_s: float) -> Any:
+        raise DeviceError(f"no valid meter definition {self.dev_type}")
+
+    async def close(self) -> None:
+        """Nothing to release."""
 
 
 def _registers(config: cfg.DeviceConfig, timeout_s: float, powerbrain: Callable[[], Any]
