@@ -245,6 +245,8 @@ def check_address(dev_type: str, address: str) -> None:
         parse_host_port(address, "evse")
     elif dev_type == "meter_powerbrain" and address not in LOCAL_METER_ADDRESSES:
         parse_host_port(address, "meter1, meter2")
+    elif not address:
+        return  # a defined meter may be created first and given its address later
     elif (info := types.get(dev_type)) is not None and info.family is Family.MODBUS_DEF:
         parse_host_port(address, "")
     elif info is not None and info.family is Family.HTTP_DEF:

@@ -56,7 +56,9 @@ def build_driver(config: cfg.DeviceConfig, *, voltage_v: int,
     if info.family in (Family.MODBUS_DEF, Family.HTTP_DEF):
         definition = active_catalog().get(config.dev_type)
         if definition is None:
-            return MissingDefinition(config.dev_type)
+            return Unusable(f"no valid meter definition {config.dev_type}")
+        if not config.address:
+            return Unusable("no address configured")
         if info.family is Family.HTTP_DEF:
             return HttpMeter(definition, config.address, timeout_s, voltage_v=voltage_v)
         endpoint = cfg.parse_host_port(config.address, "")
@@ -64,14 +66,15 @@ def build_driver(config: cfg.DeviceConfig, *, voltage_v: int,
     return None
 
 
-class MissingDefinition:
-    """A defined meter whose definition file is gone or invalid: every read is a COM error."""
+class Unusable:
+    """A defined meter without a valid definition file or an address: every read is a COM
+    error that says why."""
 
-    def __init__(self, dev_type: str) -> None:
-        self.dev_type = dev_type
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
 
     async def read(self, now_s: float) -> Any:
-        raise DeviceError(f"no valid meter definition {self.dev_type}")
+        raise DeviceError(self.reason)
 
     async def close(self) -> None:
         """Nothing to release."""
