@@ -21,6 +21,7 @@ user's file of the same name in the data directory's `meter_defs/` overrides it
 from __future__ import annotations
 
 import json
+import logging
 import math
 import re
 from dataclasses import dataclass, field
@@ -32,6 +33,8 @@ from chargebrain.devices import types
 from chargebrain.devices.json_query import QueryError, parse_query
 from chargebrain.modbus.batch import MAX_READ_REGISTERS
 from chargebrain.modbus.codec import DataType, WordOrder, register_count
+
+log = logging.getLogger(__name__)
 
 SHIPPED_DIR = Path(__file__).with_name("meter_defs")
 RTYPE_MODBUS, RTYPE_HTTP = 0, 1
@@ -227,7 +230,7 @@ def _variable(name: str, raw: dict[str, Any], rtype: int) -> Variable:
     if length is not None and (isinstance(length, bool) or not isinstance(length, int)
                                or not 1 <= length <= MAX_READ_REGISTERS):
         raise DefinitionError(f"{where}: length must be 1 to {MAX_READ_REGISTERS}")
-    if kind is DataType.STR and length is None:
+    if kind is DataType.STR and length is None and rtype == RTYPE_MODBUS:
         raise DefinitionError(f"{where}: a string needs its length in registers")
     common: dict[str, Any] = dict(kind=kind, resolution=float(resolution), once=once,
                                   order=WordOrder(order), length=length)
@@ -349,6 +352,8 @@ def install_catalog(user_dir: Path | None) -> DefinitionCatalog:
         family = types.Family.MODBUS_DEF if definition.rtype == RTYPE_MODBUS \
             else types.Family.HTTP_DEF
         types.register(types.DevType(name, definition.label or name, types.Kind.METER, family))
+    for error in catalog.errors.values():
+        log.warning("meter definition left out: %s", error)
     _ACTIVE = catalog
     return catalog
 
