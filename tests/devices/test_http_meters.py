@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 from aiohttp import web
 
+from tests.devices.meter_support import add_meter, dev_info, read
 from tests.devices.support import stop_cycle
-from tests.devices.test_modbus_meters import add_meter, dev_info, read
 from tests.support.server import running_app
 
 SHELLY_STATUS: dict[str, Any] = {

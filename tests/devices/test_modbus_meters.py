@@ -7,21 +7,16 @@ type, word order or resolution in a shipped definition makes these tests fail.""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
-from collections.abc import AsyncIterator
 
 import pytest
-from pymodbus.server import ModbusTcpServer
 from pymodbus.simulator import DataType as SimType
-from pymodbus.simulator import SimData, SimDevice
+from pymodbus.simulator import SimData
 
-from chargebrain.modbus.address import Endpoint
-from chargebrain.modbus.client import ModbusPool
 from chargebrain.modbus.codec import DataType, WordOrder, encode
+from tests.devices.meter_support import add_meter, dev_info, meter_server, read, write
 from tests.devices.support import stop_cycle
 from tests.modbus.loopback import silent_server
-from tests.support.ports import free_port
 from tests.support.server import running_app
 
 Table = dict[int, tuple[str, float | int | str]]  # address → (codec type, value), high word first
@@ -41,18 +36,6 @@ def blocks(words: dict[int, int], ranges: list[tuple[int, int]]) -> list[SimData
     block do not exist on the device (exception 2, as on a real meter)."""
     return [SimData(start, values=[words.get(a, 0) for a in range(start, end)],
                     datatype=SimType.REGISTERS) for start, end in ranges]
-
-
-@contextlib.asynccontextmanager
-async def meter_server(simdata: list[SimData], port: int | None = None
-                       ) -> AsyncIterator[tuple[int, ModbusTcpServer]]:
-    port = port or free_port()
-    server = ModbusTcpServer(SimDevice(id=0, simdata=simdata), address=("127.0.0.1", port))
-    await server.serve_forever(background=True)
-    try:
-        yield port, server
-    finally:
-        await server.shutdown()
 
 
 # -- the vendors' tables, with known values -----------------------------------------------------
@@ -100,30 +83,6 @@ async def cb(tmp_path):
     async with running_app(tmp_path / "cb", modbus=False) as running:
         await stop_cycle(running)  # the tests read by hand
         yield running
-
-
-async def add_meter(running, **config) -> str:
-    status, body = await running.client.post("set_device", {"devices": [config]})
-    assert (status, body) == (200, "ok")
-    return running.app.devices.all()[-1].dev_id
-
-
-async def read(running, dev_id):
-    registry = running.app.devices
-    return await registry.read(registry.get(dev_id), registry.clock())
-
-
-async def dev_info(running, dev_id):
-    running.app.state.mark_changed()  # the snapshot follows cycles; these tests read by hand
-    status, body = await running.client.get("get_dev_info")
-    assert status == 200
-    return next(d for d in body["devices"] if d["dev_id"] == dev_id)
-
-
-async def write(port: int, address: int, words: list[int]) -> None:
-    pool = ModbusPool()
-    async with pool.lease(Endpoint("127.0.0.1", port)) as conn:
-        await conn.write(1, address, words)
 
 
 # -- tests --------------------------------------------------------------------------------------

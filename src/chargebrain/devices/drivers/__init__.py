@@ -7,6 +7,7 @@
 | `evse_sim`, `meter_sim` | sim.py (virtual car, constant load) |
 | `meter_sdm630`, `meter_abb_b23_b24`, … (Modbus definitions) | modbus_meter.py |
 | `meter_shelly_3em`, … (HTTP/JSON definitions) | http_meter.py |
+| `meter_sunspec` | sunspec.py (model chain discovered) |
 | `evse_group`, `meter_virtual_*` | none (groups are limits; virtual meters are computed) |
 """
 
@@ -30,6 +31,7 @@ from chargebrain.devices.drivers.powerbrain import (
     Registers,
 )
 from chargebrain.devices.drivers.sim import SimEvse, SimMeter
+from chargebrain.devices.drivers.sunspec import SunSpecMeter
 from chargebrain.devices.types import Family, Kind
 
 
@@ -53,6 +55,11 @@ def build_driver(config: cfg.DeviceConfig, *, voltage_v: int,
         if info.kind is Kind.EVSE:
             return PowerBrainEvse(regs, voltage_v=voltage_v, used_phases=config.used_phases)
         return PowerBrainMeter(regs)
+    if config.dev_type == "meter_sunspec":
+        if not config.address:
+            return Unusable("no address configured")
+        return SunSpecMeter(cfg.parse_host_port(config.address, ""), config.id, timeout_s,
+                            voltage_v=voltage_v)
     if info.family in (Family.MODBUS_DEF, Family.HTTP_DEF):
         definition = active_catalog().get(config.dev_type)
         if definition is None:
