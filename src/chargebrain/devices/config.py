@@ -155,6 +155,13 @@ class EvseConfig(CommonConfig):
         return self
 
 
+class CmConfig(EvseConfig):
+    """A cascaded charging manager (`evse_cm`): `address` http://host:port, the slave's admin
+    `password` (stored, never shown back: get_devices leaves it out)."""
+
+    password: str = Field("", max_length=MAX_TEXT)
+
+
 class GroupConfig(CommonConfig):
     """A charging group: E<n> is group n; `group` is its parent (0 = the site)."""
 
@@ -195,6 +202,7 @@ class SimMeterConfig(MeterConfig):
 
 
 DeviceConfig = EvseConfig | GroupConfig | MeterConfig
+SECRET_FIELDS = ("password",)  # stored, never shown back (get_devices, get_dev_info)
 
 
 def model_for(dev_type: str) -> type[CommonConfig]:
@@ -206,6 +214,8 @@ def model_for(dev_type: str) -> type[CommonConfig]:
         raise ConfigError(f"device type {dev_type} is not supported yet")
     if info.family is Family.GROUP:
         return GroupConfig
+    if info.family is Family.CM:
+        return CmConfig
     if info.kind is Kind.EVSE:
         return EvseConfig
     if info.family is Family.SIM:
@@ -235,6 +245,8 @@ def defaults_for(dev_type: str, dev_id: str) -> dict[str, Any]:
         out.update(name=info.label, id=1)
     elif info is not None and info.family is Family.HTTP_DEF:
         out.update(name=info.label, id=0)
+    elif info is not None and info.family is Family.CM:
+        out.update(name=info.label, id=0, max_charging_cur=32000)
     return out
 
 
@@ -249,7 +261,7 @@ def check_address(dev_type: str, address: str) -> None:
         return  # a defined meter may be created first and given its address later
     elif (info := types.get(dev_type)) is not None and info.family is Family.MODBUS_DEF:
         parse_host_port(address, "")
-    elif info is not None and info.family is Family.HTTP_DEF:
+    elif info is not None and info.family in (Family.HTTP_DEF, Family.CM):
         check_http_address(address)
 
 

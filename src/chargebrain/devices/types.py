@@ -31,7 +31,7 @@ class Family(enum.Enum):
     HTTP_DEF = "http_def"  # HTTP/JSON meter read through a meter definition (rtype 1)
     EXPRESSION = "expression"  # formula meter (later)
     OCPP = "ocpp"  # OCPP 1.6J wallbox (later)
-    CM = "cm"  # cascaded charging manager (later)
+    CM = "cm"  # cascaded charging manager over HTTP (drivers/cm.py)
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,7 +48,7 @@ _TYPES = [
     DevType("evse_ajax", "HTTP Input Wallbox", Kind.EVSE, Family.AJAX),
     DevType("evse_group", "EVSE Group", Kind.EVSE, Family.GROUP),
     DevType("evse_sim", "Sim-Wallbox", Kind.EVSE, Family.SIM),
-    DevType("evse_cm", "Charging Manager Slave", Kind.EVSE, Family.CM, supported=False),
+    DevType("evse_cm", "Charging Manager Slave", Kind.EVSE, Family.CM),
     DevType("evse_ocpp", "EVSE with OCPP 1.6", Kind.EVSE, Family.OCPP, supported=False),
     DevType("meter_powerbrain", "Power Brain S0 Meter", Kind.METER, Family.POWERBRAIN),
     DevType("meter_ajax", "HTTP Input Meter", Kind.METER, Family.AJAX),

@@ -8,6 +8,7 @@
 | `meter_sdm630`, `meter_abb_b23_b24`, … (Modbus definitions) | modbus_meter.py |
 | `meter_shelly_3em`, … (HTTP/JSON definitions) | http_meter.py |
 | `meter_sunspec` | sunspec.py (model chain discovered) |
+| `evse_cm` | cm.py (a cascaded charging manager over its HTTP API) |
 | `evse_group`, `meter_virtual_*` | none (groups are limits; virtual meters are computed) |
 """
 
@@ -21,6 +22,7 @@ from chargebrain.devices import types
 from chargebrain.devices.base import DeviceError, Driver
 from chargebrain.devices.definitions import active_catalog
 from chargebrain.devices.drivers.ajax import AjaxEvse, AjaxMeter
+from chargebrain.devices.drivers.cm import CmEvse
 from chargebrain.devices.drivers.http_meter import HttpMeter
 from chargebrain.devices.drivers.local import LocalRegisters
 from chargebrain.devices.drivers.modbus_meter import ModbusMeter
@@ -55,6 +57,10 @@ def build_driver(config: cfg.DeviceConfig, *, voltage_v: int,
         if info.kind is Kind.EVSE:
             return PowerBrainEvse(regs, voltage_v=voltage_v, used_phases=config.used_phases)
         return PowerBrainMeter(regs)
+    if isinstance(config, cfg.CmConfig):
+        if not config.address:
+            return Unusable("no address configured")
+        return CmEvse(config.address, config.password, timeout_s)
     if config.dev_type == "meter_sunspec":
         if not config.address:
             return Unusable("no address configured")
@@ -74,13 +80,16 @@ def build_driver(config: cfg.DeviceConfig, *, voltage_v: int,
 
 
 class Unusable:
-    """A defined meter without a valid definition file or an address: every read is a COM
-    error that says why."""
+    """A device that cannot be reached as configured (a defined meter without a valid
+    definition file, a device without an address): every read is a COM error that says why."""
 
     def __init__(self, reason: str) -> None:
         self.reason = reason
 
     async def read(self, now_s: float) -> Any:
+        raise DeviceError(self.reason)
+
+    async def apply(self, setpoint: Any) -> None:
         raise DeviceError(self.reason)
 
     async def close(self) -> None:
