@@ -63,7 +63,7 @@ class CmEvse:
         if self._session is None:
             self._session = aiohttp.ClientSession(
                 timeout=aiohttp.ClientTimeout(total=self.timeout_s),
-                auth=aiohttp.BasicAuth("admin", self.password))
+                headers={"Authorization": aiohttp.encode_basic_auth("admin", self.password)})
         url = f"{self.address}/cnf?cmd={cmd}"
         try:
             async with self._session.request(method, url, json=body) as response:
