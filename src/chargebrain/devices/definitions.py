@@ -45,7 +45,7 @@ TYPES = {"int16": DataType.S16, "uint16": DataType.U16, "int32": DataType.S32,
 IDENTITY = ("type_designation", "version", "firmware_version", "serial")
 GLOBAL_KEYS = {"rtype", "mtype", "rtu", "tcp", "modbus_read", "modbus_read_max_registers",
                "modbus_allow_gaps", "upd_delay", "manufacturer", "delay_accumulated",
-               "ui_addr", "reserved", "inputs", "outputs", "resets", "name", "sunspec"}
+               "ui_addr", "reserved", "inputs", "outputs", "resets", "name"}
 VARIABLE_KEYS = {"fixed", "expr", "type", "resolution", "once", "address", "query", "order",
                  "length", "regex"}
 _NAME = re.compile(r"^(CM\.|\*)?[A-Za-z0-9_]{1,64}$")
@@ -93,7 +93,6 @@ class MeterDefinition:
     reserved: frozenset[int] = frozenset()
     variables: tuple[Variable, ...] = ()
     label: str = ""
-    sunspec: bool = False  # registers found by walking the SunSpec model chain (sunspec.py)
     _by_name: dict[str, Variable] = field(default_factory=dict, compare=False, repr=False)
 
     def variable(self, name: str) -> Variable | None:
@@ -177,10 +176,9 @@ def _definition(raw: Any, name: str) -> MeterDefinition:
         variables.append(_variable(key, value, rtype))
     if len(variables) > MAX_VARIABLES:
         raise DefinitionError(f"at most {MAX_VARIABLES} variables")
-    sunspec = _bool(raw, "sunspec", False)
-    if not variables and not sunspec:
+    if not variables:
         raise DefinitionError("defines no variables")
-    if rtype == RTYPE_MODBUS and not sunspec:
+    if rtype == RTYPE_MODBUS:
         _check_overlaps(variables)
     definition = MeterDefinition(
         name=name, rtype=rtype, mtype=_int(raw, "mtype", 1, 0, 4),
@@ -188,7 +186,7 @@ def _definition(raw: Any, name: str) -> MeterDefinition:
         max_registers=max_registers, allow_gaps=_bool(raw, "modbus_allow_gaps", False),
         upd_delay_s=_int(raw, "upd_delay", 0, 0, 3_600_000) / 1000,
         reserved=frozenset(reserved), variables=tuple(variables),
-        label=_text(raw, "name"), sunspec=sunspec)
+        label=_text(raw, "name"))
     definition._by_name.update((v.name, v) for v in variables)
     return definition
 

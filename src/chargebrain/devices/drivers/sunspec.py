@@ -60,7 +60,7 @@ INVERTER_POINTS = {
     "power_w": (14, DataType.S16, 15), "import_wh": (24, DataType.U32, 26),
 }
 MILLI = {"current_l1", "current_l2", "current_l3"}
-SUNSPEC = MeterDefinition(name="meter_sunspec", rtype=0, label="SunSpec", sunspec=True)
+SUNSPEC = MeterDefinition(name="meter_sunspec", rtype=0, label="SunSpec")  # for meter_reading
 
 
 @dataclass(frozen=True, slots=True)
