@@ -120,3 +120,23 @@ async def test_silent_device_times_out_without_holding_up_the_others(pair):
             writer.close()
         silent.close()
         await silent.wait_closed()
+
+
+async def test_remote_wallbox_gets_fail_safe_and_falls_back_when_the_driver_goes_silent(pair):
+    server, client = pair
+    powerbrain = server.app.powerbrain
+    powerbrain.set_car(powerbrain.car.replace(plugged=True, phases=3, max_current_ma=16000),
+                       powerbrain.clock())
+    dev_id = await add_device(client, dev_type="evse_powerbrain",
+                              address=f"127.0.0.1:{server.modbus_base}", id=1)
+    registry = client.app.devices
+    device = registry.get(dev_id)
+    assert await registry.read(device, registry.clock()) is not None
+    bank = powerbrain.bank("evse")
+    assert (bank.get_int("fail_safe_duration"), bank.get_int("fail_safe_current")) == (60, 0)
+    assert await registry.apply(device, EvseSetpoint(10000), registry.clock())
+    now = powerbrain.clock()
+    powerbrain.tick(now + 30)  # half the fail-safe time without traffic: still 10 A
+    assert bank.get_int("charging_current") == 100
+    powerbrain.tick(now + 61)  # the driver has been silent for 60 s: the box stops by itself
+    assert bank.get_int("charging_current") == 0

@@ -27,6 +27,7 @@ from chargebrain.devices.drivers.http_meter import HttpMeter
 from chargebrain.devices.drivers.local import LocalRegisters
 from chargebrain.devices.drivers.modbus_meter import ModbusMeter
 from chargebrain.devices.drivers.powerbrain import (
+    REMOTE_FAIL_SAFE,
     ModbusTcpRegisters,
     PowerBrainEvse,
     PowerBrainMeter,
@@ -55,7 +56,9 @@ def build_driver(config: cfg.DeviceConfig, *, voltage_v: int,
     if info.family is Family.POWERBRAIN:
         regs = _registers(config, timeout_s, powerbrain)
         if info.kind is Kind.EVSE:
-            return PowerBrainEvse(regs, voltage_v=voltage_v, used_phases=config.used_phases)
+            remote = isinstance(regs, ModbusTcpRegisters)
+            return PowerBrainEvse(regs, voltage_v=voltage_v, used_phases=config.used_phases,
+                                  fail_safe=REMOTE_FAIL_SAFE if remote else None)
         return PowerBrainMeter(regs)
     if isinstance(config, cfg.CmConfig):
         if not config.address:
