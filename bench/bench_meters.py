@@ -17,7 +17,6 @@ import argparse
 import asyncio
 import json
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -27,14 +26,11 @@ from pymodbus.server import ModbusTcpServer
 from pymodbus.simulator import DataType as SimType
 from pymodbus.simulator import SimData, SimDevice
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "src"))
-sys.path.insert(0, str(ROOT))
+from chargebrain.app import ChargeBrain, Settings
+from chargebrain.modbus.codec import DataType, encode
+from common import free_port
 
-from chargebrain.app import ChargeBrain, Settings  # noqa: E402
-from chargebrain.modbus.codec import DataType, encode  # noqa: E402
-from tests.support.ports import free_port  # noqa: E402
-from tests.support.server import ADMIN_PASSWORD, Client  # noqa: E402
+PASSWORD = "bench-admin-pw"
 
 SDM630 = {0x00: 230.0, 0x02: 230.0, 0x04: 230.0, 0x06: 10.0, 0x08: 10.0, 0x0A: 10.0,
           0x34: 6900.0, 0x48: 1234.5, 0x4A: 0.0}
@@ -69,17 +65,18 @@ async def main() -> None:
     servers = [await start_server(lat) for lat in latencies]
     with tempfile.TemporaryDirectory() as tmp:
         app = ChargeBrain(Settings(data_dir=Path(tmp), port=0, modbus_port=0,
-                                   admin_password=ADMIN_PASSWORD, cycle_ms=60000))
+                                   admin_password=PASSWORD, cycle_ms=60000))
         app.cycle.start_delay_s = 3600  # no cycle of its own: this script reads
         await app.start()
         try:
-            async with aiohttp.ClientSession() as session:
-                client = Client(f"http://127.0.0.1:{app.http_port}", session)
+            url = f"http://127.0.0.1:{app.http_port}/cnf?cmd=set_device"
+            auth = {"Authorization": aiohttp.encode_basic_auth("admin", PASSWORD)}
+            async with aiohttp.ClientSession(headers=auth) as session:
                 for port, _ in servers:
-                    status, body = await client.post("set_device", {"devices": [{
-                        "dev_type": "meter_sdm630", "address": f"127.0.0.1:{port}",
-                        "com_timeout_ms": 5000}]})
-                    assert (status, body) == (200, "ok"), body
+                    body = {"devices": [{"dev_type": "meter_sdm630", "com_timeout_ms": 5000,
+                                         "address": f"127.0.0.1:{port}"}]}
+                    async with session.post(url, json=body) as response:
+                        assert response.status == 200, await response.text()
             registry = app.devices
             times_s, failed = [], 0
             for _ in range(args.rounds + 1):  # the first round also connects: not counted
