@@ -23,6 +23,7 @@ from chargebrain.control.cycle import ControlCycle
 from chargebrain.control.hooks import UsersLink
 from chargebrain.control.policy import policy_setpoint
 from chargebrain.devices.config import EvseConfig
+from chargebrain.devices.definitions import install_catalog
 from chargebrain.devices.device import Device
 from chargebrain.devices.registry import DeviceRegistry
 from chargebrain.ocpp import CentralSystem
@@ -62,6 +63,8 @@ class ChargeBrain:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.store = Store.open(settings.data_dir)
+        # meter definitions: shipped ones and the user's files in <data dir>/meter_defs
+        self.meter_definitions = install_catalog(settings.data_dir / "meter_defs")
         # the built-in Power Brain controller behind cmd=modbus and the Modbus TCP server
         self.powerbrain = PowerBrain(self.store)
         self.modbus_server: PowerBrainModbusServer | None = None

@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import asyncio
 
+import aiohttp
 import pytest
 
 from chargebrain.devices.base import EvseSetpoint
 from tests.devices.support import stop_cycle
 from tests.support.ports import free_port
-from tests.support.server import running_app
+from tests.support.server import Client, ServerProcess, running_app, wait_until
 
 
 @pytest.fixture
@@ -120,3 +121,55 @@ async def test_silent_device_times_out_without_holding_up_the_others(pair):
             writer.close()
         silent.close()
         await silent.wait_closed()
+
+
+async def test_remote_wallbox_gets_fail_safe_and_falls_back_when_the_driver_goes_silent(pair):
+    server, client = pair
+    powerbrain = server.app.powerbrain
+    powerbrain.set_car(powerbrain.car.replace(plugged=True, phases=3, max_current_ma=16000),
+                       powerbrain.clock())
+    dev_id = await add_device(client, dev_type="evse_powerbrain",
+                              address=f"127.0.0.1:{server.modbus_base}", id=1)
+    registry = client.app.devices
+    device = registry.get(dev_id)
+    assert await registry.read(device, registry.clock()) is not None
+    bank = powerbrain.bank("evse")
+    assert (bank.get_int("fail_safe_duration"), bank.get_int("fail_safe_current")) == (60, 0)
+    assert await registry.apply(device, EvseSetpoint(10000), registry.clock())
+    now = powerbrain.clock()
+    powerbrain.tick(now + 30)  # half the fail-safe time without traffic: still 10 A
+    assert bank.get_int("charging_current") == 100
+    powerbrain.tick(now + 61)  # the driver has been silent for 60 s: the box stops by itself
+    assert bank.get_int("charging_current") == 0
+
+
+async def test_b_charges_at_a_setpoint_and_falls_back_when_a_is_killed(tmp_path):
+    """chargebrain A (a child process, its own cycle) drives chargebrain B's wallbox over Modbus
+    TCP; B's simulated car charges at A's setpoint; after kill -9 of A, B's fail-safe stops it."""
+    async with running_app(tmp_path / "b") as b:
+        await stop_cycle(b)  # only A drives B's box
+        powerbrain = b.app.powerbrain
+        powerbrain.set_car(powerbrain.car.replace(plugged=True, phases=3, max_current_ma=16000),
+                           powerbrain.clock())
+        a = ServerProcess(tmp_path / "a", modbus=False, extra=["--cycle-ms", "250"])
+        a.start()
+        try:
+            async with aiohttp.ClientSession() as session:
+                client = Client(a.base_url, session)
+                status, body = await client.post("set_device", {"devices": [{
+                    "dev_type": "evse_powerbrain", "address": f"127.0.0.1:{b.modbus_base}",
+                    "id": 1, "max_charging_cur": 10000}]})
+                assert (status, body) == (200, "ok")
+            bank = powerbrain.bank("evse")
+
+            async def charging_at_a_setpoint() -> bool:
+                powerbrain.tick(powerbrain.clock())
+                return bank.get_int("charging_current") == 100  # 10.0 A: A's setpoint
+
+            await wait_until(charging_at_a_setpoint, timeout_s=20)
+            assert bank.get_int("fail_safe_duration") == 60
+            assert powerbrain.car.plugged and b.app.powerbrain.evse.power_w > 0
+        finally:
+            a.kill()  # SIGKILL: A cannot say goodbye
+        powerbrain.tick(powerbrain.clock() + 61)  # B's time goes on: 61 s without traffic
+        assert bank.get_int("charging_current") == 0 and powerbrain.evse.power_w == 0

@@ -87,7 +87,7 @@ async def test_create_update_and_reload(store):
     ({"dev_id": "M5", "dev_type": "evse_ajax"}, "needs a dev_id starting with E"),
     ({"dev_id": "X5", "dev_type": "evse_ajax"}, "dev_id must look like"),
     ({"dev_type": "evse_ocpp", "address": "a/b"}, "address must be the wallbox's ChargeBox ID"),
-    ({"dev_type": "meter_sdm630"}, "device type meter_sdm630 is not supported yet"),
+    ({"dev_type": "meter_expression"}, "device type meter_expression is not supported yet"),
     ({"name": "no type"}, "dev_type is required"),
     ({"dev_id": "E1", "dev_type": "meter_ajax"}, "needs a dev_id starting with M"),
     (["not", "an", "object"], "must be a JSON object"),

@@ -6,7 +6,13 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from chargebrain.modbus.batch import MAX_READ_REGISTERS, Span, plan_reads, split_answers
+from chargebrain.modbus.batch import (
+    MAX_READ_REGISTERS,
+    Span,
+    cover_gaps,
+    plan_reads,
+    split_answers,
+)
 
 spans = st.lists(st.builds(Span, st.integers(0, 2000), st.integers(1, 300)), min_size=1,
                  max_size=12)
@@ -47,3 +53,11 @@ def test_bad_spans_and_answers_are_refused():
         plan_reads([Span(0, 1)], 0)
     with pytest.raises(ValueError, match="has 1 registers"):
         split_answers([Span(0, 2)], [Span(0, 2)], [[1]])
+
+
+def test_cover_gaps_reads_gaps_within_the_cap_only():
+    spans = [Span(0, 2), Span(10, 2), Span(0x34, 2), Span(0x48, 4)]
+    assert cover_gaps(spans, 60) == [Span(0, 0x36), Span(0x48, 4)]
+    assert cover_gaps(spans, 12) == [Span(0, 12), Span(0x34, 2), Span(0x48, 4)]
+    assert cover_gaps([Span(5, 200)], 125) == [Span(5, 200)]  # plan_reads cuts it
+    assert cover_gaps([Span(0, 10), Span(2, 3)], 125) == [Span(0, 10)]

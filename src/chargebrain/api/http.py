@@ -11,6 +11,7 @@ import logging
 from collections.abc import Awaitable, Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
+import orjson
 from aiohttp import web
 
 from chargebrain.api.commands import Access, Command
@@ -38,10 +39,19 @@ def dumps(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
 
 
+def json_bytes(value: Any) -> bytes:
+    """`dumps(value)` as UTF-8 bytes, through orjson where it can (the same compact JSON;
+    a NaN becomes null instead of an error); json for what orjson refuses (huge integers)."""
+    try:
+        return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS)
+    except TypeError:
+        return dumps(value).encode()
+
+
 def json_response(value: Any, status: int = 200, headers: dict[str, str] | None = None
                   ) -> web.Response:
-    return web.Response(text=dumps(value), status=status, content_type="application/json",
-                        headers=headers)
+    return web.Response(body=json_bytes(value), status=status,
+                        content_type="application/json", charset="utf-8", headers=headers)
 
 
 def json_bytes_response(body: bytes, status: int = 200) -> web.Response:
@@ -107,24 +117,27 @@ class CnfDispatcher:
 def build_web_app(app: ChargeBrain, pages: Iterable[tuple[str, Page]] = ()) -> web.Application:
     """The `/cnf` API plus the `pages` (path, GET handler) served beside it."""
     dispatcher = CnfDispatcher(app)
-    web_app = web.Application(client_max_size=MAX_BODY_BYTES, middlewares=[_collapse_slashes])
+    web_app = web.Application(client_max_size=MAX_BODY_BYTES)
     web_app.router.add_route("*", "/cnf", dispatcher.handle)
     for path, page in pages:
         web_app.router.add_get(path, page)
+    # last, so it costs nothing on the paths above: only a path nothing else matched gets here
+    web_app.router.add_route("*", "/{tail:.*}", _collapse_slashes)
     return web_app
 
 
-@web.middleware
-async def _collapse_slashes(request: web.Request, handler: Any) -> web.StreamResponse:
-    """Serve `//cnf?…` like `/cnf?…` (some clients double the slash)."""
-    if "//" in request.path:
-        path = "/" + "/".join(part for part in request.path.split("/") if part)
-        request = request.clone(rel_url=request.rel_url.with_path(path)
-                                .with_query(request.query_string))
-        match = await request.app.router.resolve(request)
-        request._match_info = match  # type: ignore[attr-defined]
-        return await match.handler(request)
-    return await handler(request)
+async def _collapse_slashes(request: web.Request) -> web.StreamResponse:
+    """Serve `//cnf?…` like `/cnf?…` (some clients double the slash); else 404."""
+    if "//" not in request.path:
+        raise web.HTTPNotFound()
+    path = "/" + "/".join(part for part in request.path.split("/") if part)
+    request = request.clone(rel_url=request.rel_url.with_path(path)
+                            .with_query(request.query_string))
+    match = await request.app.router.resolve(request)
+    if match.handler is _collapse_slashes:
+        raise web.HTTPNotFound()
+    request._match_info = match  # type: ignore[attr-defined]
+    return await match.handler(request)
 
 
 __all__ = ["Access", "build_web_app", "dumps", "json_bytes_response", "json_response"]

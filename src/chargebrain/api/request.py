@@ -120,6 +120,10 @@ def parse_query(raw_query: str) -> dict[str, str]:
 
 
 def parse_query_pairs(raw_query: str) -> list[tuple[str, str]]:
+    if "%" not in raw_query and "+" not in raw_query:
+        # nothing to decode (the common case): what parse_qsl gives, without its cost
+        return [(name, value) for name, _, value in
+                (part.partition("=") for part in raw_query.split("&") if part)]
     pairs = parse_qsl(raw_query, keep_blank_values=True)
     if not any(k == "cmd" for k, _ in pairs) and "%3d" in raw_query.lower():
         pairs = parse_qsl(unquote(raw_query), keep_blank_values=True)

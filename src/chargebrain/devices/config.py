@@ -156,6 +156,13 @@ class EvseConfig(CommonConfig):
         return self
 
 
+class CmConfig(EvseConfig):
+    """A cascaded charging manager (`evse_cm`): `address` http://host:port, the slave's admin
+    `password` (stored, never shown back: get_devices leaves it out)."""
+
+    password: str = Field("", max_length=MAX_TEXT)
+
+
 class GroupConfig(CommonConfig):
     """A charging group: E<n> is group n; `group` is its parent (0 = the site)."""
 
@@ -196,6 +203,7 @@ class SimMeterConfig(MeterConfig):
 
 
 DeviceConfig = EvseConfig | GroupConfig | MeterConfig
+SECRET_FIELDS = ("password",)  # stored, never shown back (get_devices, get_dev_info)
 
 
 def model_for(dev_type: str) -> type[CommonConfig]:
@@ -207,6 +215,8 @@ def model_for(dev_type: str) -> type[CommonConfig]:
         raise ConfigError(f"device type {dev_type} is not supported yet")
     if info.family is Family.GROUP:
         return GroupConfig
+    if info.family is Family.CM:
+        return CmConfig
     if info.kind is Kind.EVSE:
         return EvseConfig
     if info.family is Family.SIM:
@@ -234,12 +244,18 @@ def defaults_for(dev_type: str, dev_id: str) -> dict[str, Any]:
         out.update(name="Sim-Wallbox" if info.kind is Kind.EVSE else "Sim-Meter", id=0)
     elif info is not None and info.family is Family.VIRTUAL:
         out.update(name=info.label, id=0)
+    elif info is not None and info.family is Family.MODBUS_DEF:
+        out.update(name=info.label, id=1)
+    elif info is not None and info.family is Family.HTTP_DEF:
+        out.update(name=info.label, id=0)
+    elif info is not None and info.family is Family.CM:
+        out.update(name=info.label, id=0, max_charging_cur=32000)
     return out
 
 
 def check_address(dev_type: str, address: str) -> None:
     """Power Brain devices need `evse`/`meter1`/`meter2` (built in) or `host:port` (remote);
-    an OCPP wallbox its ChargeBox ID."""
+    Modbus meters `host:port`, HTTP meters a URL, an OCPP wallbox its ChargeBox ID."""
     if dev_type == "evse_powerbrain" and address != LOCAL_EVSE_ADDRESS:
         parse_host_port(address, "evse")
     elif dev_type == "meter_powerbrain" and address not in LOCAL_METER_ADDRESSES:
@@ -247,6 +263,18 @@ def check_address(dev_type: str, address: str) -> None:
     elif dev_type == "evse_ocpp" and not OCPP_BOX_ID_RE.match(address):
         raise ValueError("address must be the wallbox's ChargeBox ID (1 to 64 letters, digits"
                          " or . _ : -)")
+    elif not address:
+        return  # a defined meter may be created first and given its address later
+    elif (info := types.get(dev_type)) is not None and info.family is Family.MODBUS_DEF:
+        parse_host_port(address, "")
+    elif info is not None and info.family in (Family.HTTP_DEF, Family.CM):
+        check_http_address(address)
+
+
+def check_http_address(address: str) -> None:
+    """An HTTP meter's address: `http://host[:port][/path]` (or https)."""
+    if not re.match(r"^https?://[^\s/]+(/\S*)?$", address):
+        raise ValueError("address must be http://host[:port][/path]")
 
 
 def parse_host_port(address: str, local: str) -> Endpoint:
@@ -256,7 +284,8 @@ def parse_host_port(address: str, local: str) -> Endpoint:
     except AddressError as err:
         if err.problem == "port":
             raise ValueError("address port must be between 1 and 65535") from None
-        raise ValueError(f"address must be {local} or host:port") from None
+        raise ValueError(f"address must be {local} or host:port" if local
+                         else "address must be host:port") from None
 
 
 def validate_config(raw: dict[str, Any]) -> DeviceConfig:

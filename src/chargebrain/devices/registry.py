@@ -149,6 +149,8 @@ class DeviceRegistry:
         out = []
         for device in self.all():
             data = cfg.as_dict(device.config)
+            for secret in cfg.SECRET_FIELDS:
+                data.pop(secret, None)
             if "soft_meter" in data:
                 data["soft_meter"] = int(device.status.soft_meter_wh)
             out.append(data)

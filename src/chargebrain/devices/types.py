@@ -28,10 +28,11 @@ class Family(enum.Enum):
     GROUP = "group"  # charging group: a node of the limit tree, no driver
     VIRTUAL = "virtual"  # computed by the control cycle from other devices, no driver
     OCPP = "ocpp"  # OCPP 1.6J wallbox on the central system (chargebrain.ocpp)
+    MODBUS_DEF = "modbus_def"  # Modbus meter read through a meter definition (definitions.py)
+    HTTP_DEF = "http_def"  # HTTP/JSON meter read through a meter definition (rtype 1)
+    CM = "cm"  # cascaded charging manager over HTTP (drivers/cm.py)
     # Listed so that clients find every key; no driver (`supported=False`):
-    MODBUS_DEF = "modbus_def"  # generic Modbus meter from a meter definition
     EXPRESSION = "expression"  # formula meter
-    CM = "cm"  # cascaded charging manager
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,20 +49,19 @@ _TYPES = [
     DevType("evse_ajax", "HTTP Input Wallbox", Kind.EVSE, Family.AJAX),
     DevType("evse_group", "EVSE Group", Kind.EVSE, Family.GROUP),
     DevType("evse_sim", "Sim-Wallbox", Kind.EVSE, Family.SIM),
-    DevType("evse_cm", "Charging Manager Slave", Kind.EVSE, Family.CM, supported=False),
+    DevType("evse_cm", "Charging Manager Slave", Kind.EVSE, Family.CM),
     DevType("evse_ocpp", "EVSE with OCPP 1.6", Kind.EVSE, Family.OCPP),
     DevType("meter_powerbrain", "Power Brain S0 Meter", Kind.METER, Family.POWERBRAIN),
     DevType("meter_ajax", "HTTP Input Meter", Kind.METER, Family.AJAX),
     DevType("meter_sim", "Sim-Meter", Kind.METER, Family.SIM),
     DevType("meter_expression", "Expression Meter", Kind.METER, Family.EXPRESSION,
             supported=False),
-    DevType("meter_sdm630", "Eastron SDM630", Kind.METER, Family.MODBUS_DEF, supported=False),
-    DevType("meter_sdm72dm", "Eastron SDM72D-M", Kind.METER, Family.MODBUS_DEF, supported=False),
-    DevType("meter_abb_b23_b24", "ABB B23/B24", Kind.METER, Family.MODBUS_DEF, supported=False),
-    DevType("meter_janitza_umg96rm", "Janitza UMG 96RM", Kind.METER, Family.MODBUS_DEF,
-            supported=False),
-    DevType("meter_sunspec", "SunSpec Inverter / Meter", Kind.METER, Family.MODBUS_DEF,
-            supported=False),
+    DevType("meter_sdm630", "Eastron SDM630", Kind.METER, Family.MODBUS_DEF),
+    DevType("meter_sdm72dm", "Eastron SDM72D-M", Kind.METER, Family.MODBUS_DEF),
+    DevType("meter_abb_b23_b24", "ABB B23/B24", Kind.METER, Family.MODBUS_DEF),
+    DevType("meter_janitza_umg96rm", "Janitza UMG 96RM", Kind.METER, Family.MODBUS_DEF),
+    DevType("meter_sunspec", "SunSpec Inverter / Meter", Kind.METER, Family.MODBUS_DEF),
+    DevType("meter_shelly_3em", "Shelly 3EM (HTTP)", Kind.METER, Family.HTTP_DEF),
     DevType("meter_virtual_grid_demand", "VM Grid Demand", Kind.METER, Family.VIRTUAL),
     DevType("meter_virtual_consumed_power", "VM Consumed non-EVSE Power", Kind.METER,
             Family.VIRTUAL),
@@ -88,3 +88,10 @@ def labels() -> dict[str, str]:
 def get(key: str) -> DevType | None:
     """The type named `key`, or None when no such type exists."""
     return DEV_TYPES.get(key)
+
+
+def register(dev_type: DevType) -> None:
+    """Add a type found at run time (a user's meter definition file); a known key is kept."""
+    if dev_type.key not in DEV_TYPES:
+        _TYPES.append(dev_type)
+        DEV_TYPES[dev_type.key] = dev_type

@@ -32,10 +32,11 @@ which unit is meant. `slave_id` (8040) is kept for compatibility and does not ch
 ## Encoding
 
 Registers are 16 bit, big-endian. `d` = 32-bit signed integer over 2 registers, `q` = 64-bit
-signed integer over 4 registers, high word first; `s` = string, 2 characters per register, high
-byte first, NUL-padded. A 16-bit register without suffix is unsigned. `product_version` (8004)
-is a 2-register value that `read=all` shows without suffix (as the original firmware does);
-`read=8004` and `read=8004d` both read it, `read=8005` reads its low word (the build number).
+signed integer over 4 registers, high word first; `s` = string, UTF-8, 2 bytes per register,
+high byte first, NUL-padded (docs/modbus.md). A 16-bit register without suffix is unsigned.
+`product_version` (8004) is a 2-register value that `read=all` shows without suffix (as the
+original firmware does); `read=8004` and `read=8004d` both read it, `read=8005` reads its low
+word (the build number).
 
 ## `cmd=modbus`
 

@@ -129,7 +129,7 @@ def _unit(req: ApiRequest) -> str:
 
 async def modbus(app: ChargeBrain, req: ApiRequest) -> Any:
     """`cmd=modbus`: read or write the registers of one unit."""
-    writes = any(k == "write" for k, _ in req.pairs)
+    writes = "write" in req.query
     if writes:
         require_admin(req)
     else:

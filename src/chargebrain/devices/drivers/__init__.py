@@ -5,6 +5,10 @@
 | `evse_powerbrain`, `meter_powerbrain` | powerbrain.py (built-in register model, or Modbus TCP) |
 | `evse_ajax`, `meter_ajax` | ajax.py (pushed by set_ajax_evse / set_ajax_meter) |
 | `evse_sim`, `meter_sim` | sim.py (virtual car, constant load) |
+| `meter_sdm630`, `meter_abb_b23_b24`, … (Modbus definitions) | modbus_meter.py |
+| `meter_shelly_3em`, … (HTTP/JSON definitions) | http_meter.py |
+| `meter_sunspec` | sunspec.py (model chain discovered) |
+| `evse_cm` | cm.py (a cascaded charging manager over its HTTP API) |
 | `evse_ocpp` | ocpp.py (a connector of a box on the OCPP 1.6J server, chargebrain.ocpp) |
 | `evse_group`, `meter_virtual_*` | none (groups are limits; virtual meters are computed) |
 """
@@ -16,17 +20,23 @@ from typing import Any
 
 from chargebrain.devices import config as cfg
 from chargebrain.devices import types
-from chargebrain.devices.base import Driver
+from chargebrain.devices.base import DeviceError, Driver
+from chargebrain.devices.definitions import active_catalog
 from chargebrain.devices.drivers.ajax import AjaxEvse, AjaxMeter
+from chargebrain.devices.drivers.cm import CmEvse
+from chargebrain.devices.drivers.http_meter import HttpMeter
 from chargebrain.devices.drivers.local import LocalRegisters
+from chargebrain.devices.drivers.modbus_meter import ModbusMeter
 from chargebrain.devices.drivers.ocpp import OcppEvse
 from chargebrain.devices.drivers.powerbrain import (
+    REMOTE_FAIL_SAFE,
     ModbusTcpRegisters,
     PowerBrainEvse,
     PowerBrainMeter,
     Registers,
 )
 from chargebrain.devices.drivers.sim import SimEvse, SimMeter
+from chargebrain.devices.drivers.sunspec import SunSpecMeter
 from chargebrain.devices.types import Family, Kind
 from chargebrain.ocpp import CentralSystem
 
@@ -53,9 +63,47 @@ def build_driver(config: cfg.DeviceConfig, *, voltage_v: int,
     if info.family is Family.POWERBRAIN:
         regs = _registers(config, timeout_s, powerbrain)
         if info.kind is Kind.EVSE:
-            return PowerBrainEvse(regs, voltage_v=voltage_v, used_phases=config.used_phases)
+            remote = isinstance(regs, ModbusTcpRegisters)
+            return PowerBrainEvse(regs, voltage_v=voltage_v, used_phases=config.used_phases,
+                                  fail_safe=REMOTE_FAIL_SAFE if remote else None)
         return PowerBrainMeter(regs)
+    if isinstance(config, cfg.CmConfig):
+        if not config.address:
+            return Unusable("no address configured")
+        return CmEvse(config.address, config.password, timeout_s)
+    if config.dev_type == "meter_sunspec":
+        if not config.address:
+            return Unusable("no address configured")
+        return SunSpecMeter(cfg.parse_host_port(config.address, ""), config.id, timeout_s,
+                            voltage_v=voltage_v)
+    if info.family in (Family.MODBUS_DEF, Family.HTTP_DEF):
+        definition = active_catalog().get(config.dev_type)
+        if definition is None:
+            return Unusable(f"no valid meter definition {config.dev_type}")
+        if not config.address:
+            return Unusable("no address configured")
+        if info.family is Family.HTTP_DEF:
+            return HttpMeter(definition, config.address, timeout_s, voltage_v=voltage_v)
+        endpoint = cfg.parse_host_port(config.address, "")
+        return ModbusMeter(definition, endpoint, config.id, timeout_s, voltage_v=voltage_v)
     return None
+
+
+class Unusable:
+    """A device that cannot be reached as configured (a defined meter without a valid
+    definition file, a device without an address): every read is a COM error that says why."""
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+
+    async def read(self, now_s: float) -> Any:
+        raise DeviceError(self.reason)
+
+    async def apply(self, setpoint: Any) -> None:
+        raise DeviceError(self.reason)
+
+    async def close(self) -> None:
+        """Nothing to release."""
 
 
 def _registers(config: cfg.DeviceConfig, timeout_s: float, powerbrain: Callable[[], Any]

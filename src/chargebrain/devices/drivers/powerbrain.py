@@ -88,6 +88,12 @@ VOLTAGES = Block.of(LAYOUTS["meter1"], "voltage_l1", "voltage_l3")
 LIMIT = EVSE_FIELDS["charging_cur_limit"]
 ENABLE = EVSE_FIELDS["charging_enable"]
 RELAY_SELECT = EVSE_FIELDS["relay_select"]  # 0 = three phases, 1 = one phase
+FAIL_SAFE_DURATION = EVSE_FIELDS["fail_safe_duration"]
+FAIL_SAFE_CURRENT = EVSE_FIELDS["fail_safe_current"]
+assert FAIL_SAFE_CURRENT.address == FAIL_SAFE_DURATION.address + FAIL_SAFE_DURATION.size
+# a remote box falls back to this when chargebrain has been silent for the duration: stop
+# charging (0) after 60 s (20 cycles of 3 s); see docs/meters.md
+REMOTE_FAIL_SAFE = (60, 0)
 LIMIT_MIN_DA, LIMIT_MAX_DA = LIMIT.allowed[0]  # 6.0 … 63.0 A in 0.1 A
 assert ENABLE.address == LIMIT.address + LIMIT.size  # apply() writes both in one request
 # a Power Brain keeps its limit in 0.1 A, at most 63 A (charging_cur_limit), and switches
@@ -136,14 +142,24 @@ def currents_ma(block: dict[str, int | str]) -> Phases:
 class PowerBrainEvse:
     """A Power Brain wallbox behind `Registers`."""
 
-    def __init__(self, regs: Registers, *, voltage_v: int, used_phases: int) -> None:
+    def __init__(self, regs: Registers, *, voltage_v: int, used_phases: int,
+                 fail_safe: tuple[int, int] | None = None) -> None:
         self.regs = regs
         self.voltage_v = voltage_v
         self.used_phases = used_phases & ALL_PHASES_MASK or ALL_PHASES_MASK
+        # (seconds, 0.1 A): written once per connection life, before the first read
+        self.fail_safe = fail_safe
+        self._fail_safe_set = fail_safe is None
         self._model: str | None = None
         self._one_phase: bool | None = None  # what we last wrote to relay_select (None: not yet)
 
     async def read(self, now_s: float) -> EvseReading:
+        if not self._fail_safe_set and self.fail_safe is not None:
+            duration_s, current_da = self.fail_safe
+            await self.regs.write(FAIL_SAFE_DURATION.address,
+                                  encode_field(FAIL_SAFE_DURATION, duration_s)
+                                  + encode_field(FAIL_SAFE_CURRENT, current_da))
+            self._fail_safe_set = True
         if self._model is None:
             self._model = model_string(await IDENTITY.read(self.regs))
         block = await EVSE_BLOCK.read(self.regs)
