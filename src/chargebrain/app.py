@@ -37,6 +37,7 @@ from chargebrain.users.cycle import device_changed
 from chargebrain.users.evses import RegistryEvses
 from chargebrain.users.service import UserService
 from chargebrain.users.transactions import TransactionLog
+from chargebrain.web.dashboard import Dashboard
 from chargebrain.web.sim import sim_routes
 
 log = logging.getLogger("chargebrain")
@@ -104,6 +105,7 @@ class ChargeBrain:
                                   period_ms=settings.cycle_ms,
                                   after_cycle=[self.state.mark_changed])
         self.demo: DemoSite | None = None  # the --demo simulation (sim/demo.py)
+        self.dashboard = Dashboard(self.state, self.auth, self.params)
         self._runner: web.AppRunner | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self.http_port: int | None = None
@@ -119,7 +121,8 @@ class ChargeBrain:
                                                         self.settings.modbus_port)
             await self.modbus_server.start()
         self._tasks.append(asyncio.create_task(self.powerbrain.run(), name="powerbrain-tick"))
-        self._runner = web.AppRunner(build_web_app(self, sim_routes(self.auth)), access_log=None)
+        pages = [*self.dashboard.routes(), *sim_routes(self.auth)]
+        self._runner = web.AppRunner(build_web_app(self, pages), access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.settings.host, self.settings.port)
         await site.start()
@@ -142,6 +145,7 @@ class ChargeBrain:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         if self._runner is not None:
+            await self.dashboard.close()  # open event streams would hold the cleanup
             await self._runner.cleanup()
         if self.ocpp is not None:
             await self.ocpp.stop()
