@@ -10,8 +10,9 @@ import shutil
 
 import pytest
 from playwright.async_api import Browser, Page, async_playwright, expect
+from playwright.async_api import Error as PlaywrightError
 
-from tests.support.server import running_app
+from tests.support.server import ADMIN_PASSWORD, running_app
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 TIMEOUT_MS = 10000
@@ -105,3 +106,20 @@ async def test_polling_takes_over_when_the_stream_is_blocked(tmp_path, browser):
                                                                      timeout=TIMEOUT_MS)
         await cb.client.post("set_ajax_meter", {"power_w": 777}, dev_id=m3)
         await expect(field(page, m3, "power")).to_have_text("777 W", timeout=TIMEOUT_MS)
+
+
+async def test_read_needs_auth_asks_the_browser_for_credentials(tmp_path, browser):
+    async with running_app(tmp_path / "data") as cb:
+        assert (await cb.client.post("set_params", {"api_read_needs_auth": True}))[0] == 200
+        url = cb.client.base_url + "/ui/"
+        visitor = await browser.new_page()
+        # a challenge the headless browser cannot answer (no one to type the password)
+        with pytest.raises(PlaywrightError, match="ERR_INVALID_AUTH_CREDENTIALS"):
+            await visitor.goto(url)
+        context = await browser.new_context(
+            http_credentials={"username": "admin", "password": ADMIN_PASSWORD})
+        admin = await context.new_page()
+        assert (await admin.goto(url)).status == 200
+        await expect(admin.get_by_test_id("connection")).to_have_text("live", timeout=TIMEOUT_MS)
+        await expect(tile(admin, "E1")).to_be_visible()
+        await context.close()
