@@ -14,13 +14,14 @@ from pathlib import Path
 
 from aiohttp import web
 
-from chargebrain.api.http import build_web_app
+from chargebrain.api.http import CnfDispatcher, build_web_app
 from chargebrain.api.modbus_server import PowerBrainModbusServer
 from chargebrain.auth import Authenticator
 from chargebrain.cmvars import CmVars
 from chargebrain.control.cycle import ControlCycle
 from chargebrain.control.hooks import UsersLink
 from chargebrain.devices.registry import DeviceRegistry
+from chargebrain.mqtt.bridge import MqttBridge
 from chargebrain.params import Params
 from chargebrain.powerbrain import PowerBrain
 from chargebrain.sim.demo import DemoSite
@@ -85,6 +86,9 @@ class ChargeBrain:
                                   hook=UsersLink(self.users, self.transactions),
                                   period_ms=settings.cycle_ms,
                                   after_cycle=[self.state.mark_changed])
+        # the MQTT API and Home Assistant discovery (mqtt/): fed by app.state, never waited on
+        self.mqtt = MqttBridge(self.params, self.state, self.devices, CnfDispatcher(self),
+                               min_interval_s=self.cycle.period_s)
         self.demo: DemoSite | None = None  # the --demo simulation (sim/demo.py)
         self._runner: web.AppRunner | None = None
         self._tasks: list[asyncio.Task[None]] = []
@@ -111,8 +115,10 @@ class ChargeBrain:
             self.demo = DemoSite(self)
             await self.demo.install()
         self.cycle.start()
+        self.mqtt.start()
 
     async def stop(self) -> None:
+        await self.mqtt.stop()  # `offline` on the availability topic
         await self.cycle.stop()  # leaves the wallboxes as disable_policy says
         for task in self._tasks:
             task.cancel()
