@@ -80,14 +80,12 @@ class MqttBridge:
     # -- lifecycle ----------------------------------------------------------------------------
 
     def start(self) -> None:
-        self._unsubscribe = self.state.subscribe(self._on_snapshot)
         self.params.on_change.append(self._on_params)
         self._restart()
 
     async def stop(self) -> None:
         """Say `offline` (retained) and disconnect."""
-        if self._unsubscribe is not None:
-            self._unsubscribe()
+        self._follow_state(False)
         with contextlib.suppress(ValueError):
             self.params.on_change.remove(self._on_params)
         client = self._client
@@ -101,9 +99,10 @@ class MqttBridge:
         tasks = [t for t in (self._task, *self._handlers) if t is not None]
         for task in tasks:
             task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        if tasks:  # a broker that does not answer the disconnect must not hold up stop()
+            _, pending = await asyncio.wait(tasks, timeout=3.0)
+            if pending:
+                log.warning("MQTT: %d task(s) did not stop in time", len(pending))
         self._task = None
         self._client = None
         self.connected.clear()
@@ -113,7 +112,15 @@ class MqttBridge:
         if old is not None:
             old.cancel()
         url = str(self.params["mqtt_url"]).strip()
+        self._follow_state(bool(url))  # no snapshot deliveries while MQTT is off
         self._task = asyncio.create_task(self._run(url, old), name="mqtt") if url else None
+
+    def _follow_state(self, on: bool) -> None:
+        if on and self._unsubscribe is None:
+            self._unsubscribe = self.state.subscribe(self._on_snapshot)
+        elif not on and self._unsubscribe is not None:
+            self._unsubscribe()
+            self._unsubscribe = None
 
     def _on_params(self, names: frozenset[str]) -> None:
         if names & CONNECTION_PARAMS:
@@ -137,20 +144,24 @@ class MqttBridge:
             log.warning("MQTT off: %s", err)
             return
         backoff_s = BACKOFF_MIN_S
-        while True:
-            try:
-                await self._session(broker)
-            except* aiomqtt.MqttError as group:
-                log.warning("MQTT %s: %s; retrying in %.0f s", broker.describe(),
-                            group.exceptions[0], backoff_s)
-            except* Exception:
-                log.exception("MQTT bridge failed; retrying in %.0f s", backoff_s)
+        try:
+            while True:
+                try:
+                    await self._session(broker)
+                except* aiomqtt.MqttError as group:
+                    log.warning("MQTT %s: %s; retrying in %.0f s", broker.describe(),
+                                group.exceptions[0], backoff_s)
+                except* Exception:
+                    log.exception("MQTT bridge failed; retrying in %.0f s", backoff_s)
+                self._client = None
+                if self.connected.is_set():  # it was up: start the back-off afresh
+                    backoff_s = BACKOFF_MIN_S
+                    self.connected.clear()
+                await asyncio.sleep(backoff_s)
+                backoff_s = min(BACKOFF_MAX_S, backoff_s * 2)
+        finally:  # cancelled: the param changed, or stop()
             self._client = None
-            if self.connected.is_set():
-                backoff_s = BACKOFF_MIN_S
-                self.connected.clear()
-            await asyncio.sleep(backoff_s)
-            backoff_s = min(BACKOFF_MAX_S, backoff_s * 2)
+            self.connected.clear()
 
     async def _session(self, broker: BrokerUrl) -> None:
         topics = self.topics
