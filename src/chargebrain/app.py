@@ -89,6 +89,7 @@ class ChargeBrain:
         # the MQTT API and Home Assistant discovery (mqtt/): fed by app.state, never waited on
         self.mqtt = MqttBridge(self.params, self.state, self.devices, CnfDispatcher(self),
                                min_interval_s=self.cycle.period_s)
+        self.transactions.on_finished.append(self.mqtt.ta_finished)
         self.demo: DemoSite | None = None  # the --demo simulation (sim/demo.py)
         self._runner: web.AppRunner | None = None
         self._tasks: list[asyncio.Task[None]] = []

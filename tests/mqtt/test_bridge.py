@@ -183,3 +183,21 @@ async def test_api_refuses_long_answers(cb, listener):
     await listener.publish("cfos_mqtt/api/cmd=get_dev_info", b"")
     answer = await listener.wait_for("cfos_mqtt/api_res")
     assert isinstance(answer, str) and "too long" in answer
+
+
+async def test_log_lines_and_finished_transactions(cb, listener):
+    logging.getLogger("chargebrain.control").warning("a line for the MQTT log %d", 42)
+    line = await listener.wait_for("cfos_mqtt/log")
+    assert b"a line for the MQTT log 42" in line and b"WARNING" in line
+    e2 = await add(cb, dev_type="evse_ajax", address="mqtt", com_timeout_ms=60000)
+    plugged = {"state": 3, "max_charging_current": 16000, "current": [6000, 6000, 6000],
+               "total_energy": 1000}
+    await listener.publish(f"cfos_mqtt/set/{e2}", orjson.dumps(plugged))
+    await listener.wait_for(f"cfos_mqtt/get/{e2}", lambda d: d["state"] == 3)
+    await asyncio.sleep(0.6)  # a few cycles: the transaction is open
+    await listener.publish(f"cfos_mqtt/set/{e2}", orjson.dumps(
+        {**plugged, "state": 1, "current": [0, 0, 0], "total_energy": 1500}))
+    record = await listener.wait_for("cfos_mqtt/ta_log")
+    assert record["dev_id"] == e2
+    _, log = await cb.client.get("get_transactions")
+    assert any(r.get("id") == record.get("id") for r in log)

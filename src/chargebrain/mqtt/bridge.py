@@ -16,6 +16,7 @@ import contextlib
 import logging
 import ssl
 import time
+from collections import deque
 from collections.abc import Callable
 from typing import Any, Protocol
 
@@ -32,6 +33,7 @@ from chargebrain.mqtt.topics import HA_PREFIX, HA_STATUS, Topics, prefix_for
 from chargebrain.mqtt.url import BrokerUrl, BrokerUrlError, parse_broker_url
 from chargebrain.params import Params
 from chargebrain.state import Snapshot, StatePublisher
+from chargebrain.users.transactions import TransactionRecord
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +43,7 @@ PUSH_TYPES = {"evse_ajax": "set_ajax_evse", "meter_ajax": "set_ajax_meter"}
 PUSH_ADDRESS = "mqtt"  # an HTTP-input device with this address listens on the default broker
 BACKOFF_MIN_S = 1.0
 BACKOFF_MAX_S = 30.0
+MAX_EVENTS = 200  # log lines and transactions waiting for the broker; the oldest go first
 
 
 class ApiCaller(Protocol):
@@ -69,9 +72,12 @@ class MqttBridge:
         self._last_round_s = -1e9
         self._seen = SeenIds()
         self._task: asyncio.Task[None] | None = None
+        self._generation = 0  # grows with every restart and stop: older loops end themselves
         self._handlers: set[asyncio.Task[None]] = set()
         self._client: aiomqtt.Client | None = None
         self._unsubscribe: Callable[[], None] | None = None
+        self._events: deque[tuple[str, bytes]] = deque(maxlen=MAX_EVENTS)
+        self._log_handler = _LogForwarder(self)
 
     @property
     def topics(self) -> Topics:
@@ -96,6 +102,7 @@ class MqttBridge:
         await self._cancel()
 
     async def _cancel(self) -> None:
+        self._generation += 1
         tasks = [t for t in (self._task, *self._handlers) if t is not None]
         for task in tasks:
             task.cancel()
@@ -111,16 +118,32 @@ class MqttBridge:
         old = self._task
         if old is not None:
             old.cancel()
+        self._generation += 1
         url = str(self.params["mqtt_url"]).strip()
         self._follow_state(bool(url))  # no snapshot deliveries while MQTT is off
-        self._task = asyncio.create_task(self._run(url, old), name="mqtt") if url else None
+        self._task = (asyncio.create_task(self._run(url, old, self._generation), name="mqtt")
+                      if url else None)
 
     def _follow_state(self, on: bool) -> None:
+        root = logging.getLogger("chargebrain")
         if on and self._unsubscribe is None:
             self._unsubscribe = self.state.subscribe(self._on_snapshot)
+            root.addHandler(self._log_handler)
         elif not on and self._unsubscribe is not None:
             self._unsubscribe()
             self._unsubscribe = None
+            root.removeHandler(self._log_handler)
+            self._events.clear()
+
+    def ta_finished(self, record: TransactionRecord) -> None:
+        """A transaction ended: published on `ta_log` (TransactionLog.on_finished)."""
+        if self._unsubscribe is not None:
+            self.event("ta_log", orjson.dumps(record.to_json()))
+
+    def event(self, kind: str, payload: bytes) -> None:
+        """Queue a not-retained message on `<prefix>/<kind>` for the next writer round."""
+        self._events.append((kind, payload))
+        self._dirty.set()
 
     def _on_params(self, names: frozenset[str]) -> None:
         if names & CONNECTION_PARAMS:
@@ -134,7 +157,8 @@ class MqttBridge:
 
     # -- the connection -----------------------------------------------------------------------
 
-    async def _run(self, url: str, previous: asyncio.Task[None] | None) -> None:
+    async def _run(self, url: str, previous: asyncio.Task[None] | None, generation: int
+                   ) -> None:
         if previous is not None:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await previous
@@ -147,12 +171,13 @@ class MqttBridge:
         try:
             while True:
                 try:
-                    await self._session(broker)
+                    await self._session(broker, generation)
                 except* aiomqtt.MqttError as group:
                     log.warning("MQTT %s: %s; retrying in %.0f s", broker.describe(),
                                 group.exceptions[0], backoff_s)
                 except* Exception:
                     log.exception("MQTT bridge failed; retrying in %.0f s", backoff_s)
+                self._end_if_replaced(generation)
                 self._client = None
                 if self.connected.is_set():  # it was up: start the back-off afresh
                     backoff_s = BACKOFF_MIN_S
@@ -163,7 +188,7 @@ class MqttBridge:
             self._client = None
             self.connected.clear()
 
-    async def _session(self, broker: BrokerUrl) -> None:
+    async def _session(self, broker: BrokerUrl, generation: int) -> None:
         topics = self.topics
         will = aiomqtt.Will(topics.status, b"offline", qos=1, retain=True)
         version = (aiomqtt.ProtocolVersion.V5 if broker.version == 5
@@ -182,13 +207,22 @@ class MqttBridge:
             self.connected.set()
             log.info("MQTT connected to %s (topics %s/…)", broker.describe(), topics.prefix)
             async with asyncio.TaskGroup() as group:
-                group.create_task(self._write(client, topics))
+                group.create_task(self._write(client, topics, generation))
                 group.create_task(self._read(client, topics))
 
     # -- publishing ---------------------------------------------------------------------------
 
-    async def _write(self, client: aiomqtt.Client, topics: Topics) -> None:
+    def _end_if_replaced(self, generation: int) -> None:
+        """End a loop of an older connection. Its task was cancelled, but a library call can
+        swallow a cancel request (asyncio.wait_for in Python 3.11 loses one when its inner
+        future finishes at the same moment): without this, a cancelled writer could publish
+        forever and the reconnect waiting for it would never come."""
+        if generation != self._generation:
+            raise asyncio.CancelledError
+
+    async def _write(self, client: aiomqtt.Client, topics: Topics, generation: int) -> None:
         while True:
+            self._end_if_replaced(generation)
             await self._dirty.wait()
             wait_s = self._last_round_s + self.min_interval_s - self.clock()
             if wait_s > 0:  # at most one round per cycle period; later changes coalesce
@@ -198,6 +232,10 @@ class MqttBridge:
             changed = [(t, p) for t, p in self.messages(snapshot, topics).items()
                        if self._published.get(t) != p]
             self._last_round_s = self.clock()
+            while self._events:
+                kind, payload = self._events[0]
+                await client.publish(f"{topics.prefix}/{kind}", payload, qos=0)
+                self._events.popleft()
             for topic, payload in changed:
                 await client.publish(topic, payload, qos=1 if topic.startswith(HA_PREFIX)
                                      else 0, retain=True)
@@ -313,3 +351,21 @@ class MqttBridge:
             await self.api.call(pairs, b"", MQTT_ADMIN, "mqtt")
         except ApiError as err:
             log.warning("MQTT ha/%s ignored: %s", rest, err.message)
+
+
+class _LogForwarder(logging.Handler):
+    """chargebrain's log lines (INFO and up) → `<prefix>/log`. The bridge's own lines stay out
+    (a broker problem must not feed itself)."""
+
+    def __init__(self, bridge: MqttBridge) -> None:
+        super().__init__(logging.INFO)
+        self.bridge = bridge
+        self.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.name.startswith(__name__.rpartition(".")[0]):
+            return
+        try:
+            self.bridge.event("log", self.format(record).encode())
+        except Exception:
+            self.handleError(record)
