@@ -16,7 +16,7 @@ from pathlib import Path
 from aiohttp import web
 
 from chargebrain.api.auth import Authenticator
-from chargebrain.api.http import build_web_app
+from chargebrain.api.http import CnfDispatcher, build_web_app
 from chargebrain.api.modbus_server import PowerBrainModbusServer
 from chargebrain.cmvars import CmVars
 from chargebrain.control.cycle import ControlCycle
@@ -26,6 +26,7 @@ from chargebrain.devices.config import EvseConfig
 from chargebrain.devices.definitions import install_catalog
 from chargebrain.devices.device import Device
 from chargebrain.devices.registry import DeviceRegistry
+from chargebrain.mqtt.bridge import MqttBridge
 from chargebrain.ocpp import CentralSystem
 from chargebrain.ocpp.auth import TagAuthority
 from chargebrain.params import Params
@@ -104,6 +105,10 @@ class ChargeBrain:
                                   hook=UsersLink(self.users, self.transactions),
                                   period_ms=settings.cycle_ms,
                                   after_cycle=[self.state.mark_changed])
+        # the MQTT API and Home Assistant discovery (mqtt/): fed by app.state, never waited on
+        self.mqtt = MqttBridge(self.params, self.state, self.devices, CnfDispatcher(self),
+                               min_interval_s=self.cycle.period_s)
+        self.transactions.on_finished.append(self.mqtt.ta_finished)
         self.demo: DemoSite | None = None  # the --demo simulation (sim/demo.py)
         self.dashboard = Dashboard(self.state, self.auth, self.params)
         self._runner: web.AppRunner | None = None
@@ -134,8 +139,10 @@ class ChargeBrain:
             self.demo = DemoSite(self)
             await self.demo.install()
         self.cycle.start()
+        self.mqtt.start()
 
     async def stop(self) -> None:
+        await self.mqtt.stop()  # `offline` on the availability topic
         await self.cycle.stop()  # leaves the wallboxes as disable_policy says
         if self.demo is not None:
             await self.demo.close()

@@ -59,7 +59,10 @@ SPECS: dict[str, ParamSpec] = {s.name: s for s in [
     _p("ta_on_charging", bool, False),
     _p("localhost_is_admin", bool, False),
     _p("api_read_needs_auth", bool, False),
-    _p("mqtt_url", str, ""),
+    _p("mqtt_url", str, ""),  # mqtt[s|3|5]://[user:pw@]host[:port]; "" = no MQTT (mqtt/)
+    _p("mqtt_topic_serial", bool, False),  # topics cfos_mqtt_<serial>/… instead of cfos_mqtt/…
+    _p("mqtt_api", bool, False),  # cfos_mqtt/api/<query> runs API commands as admin
+    _p("mqtt_ha_discovery", bool, True),  # Home Assistant discovery while MQTT is on
 ]}
 
 
@@ -122,6 +125,8 @@ class Params:
     def __init__(self, store: Store) -> None:
         self._store = store
         self._values: dict[str, Any] = {s.name: s.default for s in SPECS.values()}
+        # called with the names of the values that changed, after they are applied
+        self.on_change: list[Callable[[frozenset[str]], None]] = []
         for name, value in store.kv_all(NS).items():
             if name in SPECS:
                 self._values[name] = value
@@ -149,7 +154,7 @@ class Params:
         persisted = {k: v for k, v in updates.items() if SPECS[k].persisted}
         if persisted:
             self._store.kv_set_many(NS, persisted)
-        self._values.update(updates)
+        self._update(updates)
 
     def apply_with(self, updates: dict[str, Any],
                    write_more: Callable[[sqlite3.Connection], None]) -> None:
@@ -162,7 +167,14 @@ class Params:
                 " ON CONFLICT(ns, key) DO UPDATE SET value=excluded.value",
                 [(NS, k, json.dumps(v)) for k, v in persisted.items()])
             write_more(conn)
+        self._update(updates)
+
+    def _update(self, updates: dict[str, Any]) -> None:
+        changed = frozenset(k for k, v in updates.items() if self._values.get(k) != v)
         self._values.update(updates)
+        if changed:
+            for callback in list(self.on_change):
+                callback(changed)
 
     def set_runtime(self, name: str, value: Any) -> None:
         """Set a value the system itself maintains (e.g. overdraft_cur) and persist it."""

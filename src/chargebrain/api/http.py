@@ -17,7 +17,7 @@ from aiohttp import web
 from chargebrain.api.commands import Access, Command
 from chargebrain.api.errors import ApiError
 from chargebrain.api.handlers import all_commands
-from chargebrain.api.request import ApiRequest, parse_query_pairs
+from chargebrain.api.request import ApiRequest, Principal, parse_query_pairs
 
 if TYPE_CHECKING:
     from chargebrain.app import ChargeBrain
@@ -99,19 +99,34 @@ class CnfDispatcher:
                 raise ApiError("request body too large", 413)
         remote = request.remote or ""
         principal = await self.app.auth.principal(request.headers.get("Authorization"), remote)
-        req = ApiRequest(cmd=cmd, query=query, body=body, remote=remote, principal=principal,
-                         pairs=pairs)
-        self.app.auth.require(req, command.access)
-        try:
-            result = await command.handler(self.app, req)
-        finally:
-            if cmd not in STATE_READS:  # it may have changed what the snapshot shows
-                self.app.state.mark_changed()
+        result = await self.call(pairs, body, principal, remote, query)
         if isinstance(result, bytes):  # pre-serialised JSON
             return json_bytes_response(result)
         if isinstance(result, web.StreamResponse):
             return result
         return json_response(result)
+
+    async def call(self, pairs: list[tuple[str, str]], body: bytes, principal: Principal,
+                   remote: str, query: dict[str, str] | None = None) -> Any:
+        """Run one command for `principal` (authorised here); the HTTP and the MQTT API both
+        come through this. Returns the handler's value; refusals raise ApiError. `query` is
+        `pairs` as a mapping (first occurrence wins) when the caller has built it already."""
+        if query is None:
+            query = {}
+            for key, value in pairs:
+                query.setdefault(key, value)
+        cmd = query.get("cmd", "")
+        command = self.commands.get(cmd)
+        if command is None:
+            raise ApiError("unknown command" if cmd else "missing parameter cmd")
+        req = ApiRequest(cmd=cmd, query=query, body=body, remote=remote, principal=principal,
+                         pairs=pairs)
+        self.app.auth.require(req, command.access)
+        try:
+            return await command.handler(self.app, req)
+        finally:
+            if cmd not in STATE_READS:  # it may have changed what the snapshot shows
+                self.app.state.mark_changed()
 
 
 def build_web_app(app: ChargeBrain, pages: Iterable[tuple[str, Page]] = ()) -> web.Application:

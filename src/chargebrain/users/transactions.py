@@ -105,6 +105,8 @@ class TransactionLog:
         self._orphans: dict[str, TransactionRecord] = {}
         self._first_observe_s: float | None = None
         self._last_write_s: float | None = None
+        # told each finished transaction, after it is stored (the MQTT `ta_log`)
+        self.on_finished: list[Callable[[TransactionRecord], None]] = []
 
     # -- start-up -----------------------------------------------------------------------------
 
@@ -200,9 +202,12 @@ class TransactionLog:
         self._close_now(run, CLOSED, now)
 
     def _close_now(self, run: TransactionRecord, status: str, end_ts: float) -> None:
+        finished = replace(run, status=status, end_ts=end_ts, updated_ts=end_ts)
         with self._store.transaction() as conn:
-            _update(conn, replace(run, status=status, end_ts=end_ts, updated_ts=end_ts))
+            _update(conn, finished)
             self._write_dirty(conn, end_ts)
+        for callback in list(self.on_finished):
+            callback(finished)
 
     def _adopt_or_close(self, dev_id: str, active: bool, reading: int | None,
                         now: float) -> TransactionRecord | None:
