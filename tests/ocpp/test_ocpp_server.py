@@ -428,3 +428,44 @@ async def test_a_box_with_two_connectors_is_two_devices(site):
     assert site.app.devices.get("E3").status.evse_reading.total_energy_wh == 777
     assert site.app.devices.get("E2").status.evse_reading.total_energy_wh is None
     await box.close()
+
+
+async def test_override_c_stops_the_transaction_once_and_c_resumes(site):
+    await add(site, dev_id="E2", dev_type="evse_ocpp", address="BOX-1", id=1)
+    box = await site.box("BOX-1")
+    await box.status(1, "Preparing")
+    await cycles(site, 1)
+    transaction_id, status = await box.start_transaction(1, "ANY-TAG")
+    assert status == "Accepted"
+    await box.status(1, "Charging")
+    await cycles(site, 2)
+    assert box.limit_a(1) == 16.0 and box.remote_stops == []
+    assert await site.client.get("override_device", dev_id="E2", flags="C") == (200, "ok")
+    await cycles(site, 3)
+    await until(lambda: box.remote_stops == [transaction_id])
+    assert box.limit_a(1) == 0.0
+    # the box has not ended the transaction yet: more cycles send no second RemoteStop
+    site.app.cycle._written.clear()  # even a rewrite of the same setpoint does not
+    await cycles(site, 3)
+    assert box.remote_stops == [transaction_id]
+    await box.stop_transaction(1)
+    await box.status(1, "SuspendedEVSE")
+    await cycles(site, 1)
+    # c: nothing is sent to the box but the profile; the car may charge again
+    assert await site.client.get("override_device", dev_id="E2", flags="c") == (200, "ok")
+    await cycles(site, 2)
+    assert box.remote_stops == [transaction_id]
+    assert box.limit_a(1) == 16.0
+    await box.close()
+
+
+async def test_override_c_without_a_transaction_sends_no_remote_stop(site):
+    await add(site, dev_id="E2", dev_type="evse_ocpp", address="BOX-1", id=1)
+    box = await site.box("BOX-1")
+    await box.status(1, "Charging")
+    await cycles(site, 2)
+    assert await site.client.get("override_device", dev_id="E2", flags="C") == (200, "ok")
+    await cycles(site, 2)
+    await until(lambda: box.limit_a(1) == 0.0)
+    assert box.remote_stops == []
+    await box.close()

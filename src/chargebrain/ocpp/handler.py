@@ -175,6 +175,11 @@ class BoxHandler(ChargePoint):  # type: ignore[misc]  # the library is untyped
         result = await self.call(payload)  # None: the box answered with a CALLERROR
         return str(result.status) if result is not None else "CallError"
 
+    async def remote_stop(self, transaction_id: int) -> str:
+        """RemoteStopTransaction; the box's status ("Accepted", "Rejected", "CallError")."""
+        result = await self.call(call.RemoteStopTransaction(transaction_id=transaction_id))
+        return str(result.status) if result is not None else "CallError"
+
 
 def limit_a(current_ma: int) -> float:
     """A current in A as a box keeps it: rounded down to 0.1 A (never more than planned)."""

@@ -82,6 +82,7 @@ class BoxLink:
         self.error = ""  # last failed call ("" = none since the last accepted profile)
         self.limits: dict[int, Limit] = {}
         self.standing_ma: dict[int, int] = {}  # the standing default each connector has
+        self.stopped: dict[int, int] = {}  # connector → transaction ended by RemoteStop
         self.profile_messages = 0  # SetChargingProfile calls sent (changes and renewals)
         self._setup: asyncio.Task[None] | None = None
 
@@ -233,6 +234,28 @@ class BoxLink:
         previous = self.limits.get(connector_id)
         touched = previous.touched_s if renewal and previous is not None else now
         self.limits[connector_id] = Limit(current_ma, number_phases, now, touched)
+
+    async def remote_stop(self, connector_id: int) -> bool:
+        """End the connector's running transaction (override C) with RemoteStopTransaction,
+        once per transaction; True when a call was sent."""
+        transaction_id = self.connector(connector_id).transaction_id
+        handler = self.handler
+        if (transaction_id is None or handler is None
+                or self.stopped.get(connector_id) == transaction_id):
+            return False
+        self.stopped[connector_id] = transaction_id  # once, whatever the box answers
+        try:
+            status = await handler.remote_stop(transaction_id)
+        except (TimeoutError, ConnectionClosed):
+            status = "no answer"
+        if status != "Accepted":
+            log.warning("OCPP box %s connector %d: RemoteStopTransaction %s", self.box_id,
+                        connector_id, status)
+        return True
+
+    def resumed(self, connector_id: int) -> None:
+        """Override C is lifted: a later transaction may be stopped again."""
+        self.stopped.pop(connector_id, None)
 
     async def _send(self, payload: Any) -> None:
         handler = self.handler
