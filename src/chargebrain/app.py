@@ -22,6 +22,7 @@ from chargebrain.cmvars import CmVars
 from chargebrain.control.cycle import ControlCycle
 from chargebrain.control.hooks import UsersLink
 from chargebrain.control.policy import policy_setpoint
+from chargebrain.core.site import DisablePolicy
 from chargebrain.devices.config import EvseConfig
 from chargebrain.devices.definitions import install_catalog
 from chargebrain.devices.device import Device
@@ -170,6 +171,15 @@ class ChargeBrain:
             target = policy_setpoint(found[0].config, int(self.params["disable_policy"]))
             return target.current_ma if target.charging_allowed else 0
 
+        def released(box_id: str) -> list[int]:
+            """Connectors of disabled devices under disable_policy −1: left to the box (its
+            profiles are cleared, as the original does)."""
+            if int(self.params["disable_policy"]) != DisablePolicy.UNLIMITED:
+                return []
+            return [d.config.id for d in self.devices.evses()
+                    if d.config.dev_type == "evse_ocpp" and d.config.address == box_id
+                    and not d.enabled]
+
         tags = TagAuthority(self.users, lambda box, conn: [d.dev_id for d in
                                                            devices_of(box, conn)],
                             lambda: self.devices.clock())
@@ -177,6 +187,7 @@ class ChargeBrain:
                              connectors_of=lambda box: [d.config.id
                                                         for d in devices_of(box, None)],
                              authorize=tags.authorize, fallback_ma=fallback_ma,
+                             released=released,
                              password=self.settings.ocpp_password,
                              ssl_context=_tls_context(self.settings.ocpp_tls_cert,
                                                       self.settings.ocpp_tls_key),

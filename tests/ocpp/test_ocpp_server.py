@@ -469,3 +469,39 @@ async def test_override_c_without_a_transaction_sends_no_remote_stop(site):
     await until(lambda: box.limit_a(1) == 0.0)
     assert box.remote_stops == []
     await box.close()
+
+
+async def test_disabling_a_device_under_policy_minus_1_clears_its_profiles_once(site):
+    await set_params(site, disable_policy=-1)
+    await add(site, dev_id="E2", dev_type="evse_ocpp", address="BOX-1", id=1)
+    box = await site.box("BOX-1")
+    await box.status(1, "Charging")
+    await cycles(site, 2)
+    await until(lambda: box.limit_a(1) == 16.0)
+    assert box.cleared == 0 and box.connectors[1].profiles
+    await add(site, dev_id="E2", dev_type="evse_ocpp", address="BOX-1", id=1, device_enabled=0)
+    await until(lambda: not box.connectors[1].profiles)
+    calls = box.cleared
+    assert calls > 0
+    await cycles(site, 2)
+    await asyncio.sleep(1.5)  # the keeper ticks: nothing more is cleared
+    assert box.cleared == calls
+    assert box.limit_a(1) is None  # the box is left to itself
+    # enabled again: a standing default and the plan's profile again
+    await add(site, dev_id="E2", dev_type="evse_ocpp", address="BOX-1", id=1, device_enabled=1)
+    await cycles(site, 2)
+    await until(lambda: box.limit_a(1) == 16.0)
+    await until(lambda: ("TxDefaultProfile", 0) in box.connectors[1].profiles)
+    await box.close()
+
+
+async def test_disabling_a_device_under_policy_1_keeps_the_standing_default(site):
+    await add(site, dev_id="E2", dev_type="evse_ocpp", address="BOX-1", id=1)
+    box = await site.box("BOX-1")
+    await box.status(1, "Charging")
+    await cycles(site, 2)
+    await add(site, dev_id="E2", dev_type="evse_ocpp", address="BOX-1", id=1, device_enabled=0)
+    await asyncio.sleep(1.5)
+    assert box.cleared == 0
+    assert box.connectors[1].profiles[("TxDefaultProfile", 0)]
+    await box.close()

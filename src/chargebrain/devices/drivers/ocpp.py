@@ -81,6 +81,8 @@ class OcppEvse:
 
     async def apply(self, setpoint: EvseSetpoint) -> None:
         link = self._link()
+        if self.connector_id in link.central.released(self.box_id):
+            return  # disabled under disable_policy −1: its profiles are cleared, none sent
         current_ma = setpoint.current_ma if setpoint.charging_allowed else 0
         phases = None if setpoint.one_phase is None else (1 if setpoint.one_phase else 3)
         try:
