@@ -480,9 +480,12 @@ async def test_disabling_a_device_under_policy_minus_1_clears_its_profiles_once(
     await until(lambda: box.limit_a(1) == 16.0)
     assert box.cleared == 0 and box.connectors[1].profiles
     await add(site, dev_id="E2", dev_type="evse_ocpp", address="BOX-1", id=1, device_enabled=0)
-    await until(lambda: not box.connectors[1].profiles)
+    link = site.central.link("BOX-1")
+    assert link is not None
+    await until(lambda: 1 in link.cleared)
+    assert not box.connectors[1].profiles
     calls = box.cleared
-    assert calls > 0
+    assert calls == 3  # the standing, control and Tx profile ids, one call each
     await cycles(site, 2)
     await asyncio.sleep(1.5)  # the keeper ticks: nothing more is cleared
     assert box.cleared == calls
