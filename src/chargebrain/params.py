@@ -60,6 +60,9 @@ SPECS: dict[str, ParamSpec] = {s.name: s for s in [
     _p("localhost_is_admin", bool, False),
     _p("api_read_needs_auth", bool, False),
     _p("mqtt_url", str, ""),
+    # the OCPP 1.6J server (docs/ocpp.md), read at start; the command line wins
+    _p("ocpp_srv_port", int, 19520, 0, 65535),  # 0 = off
+    _p("ocpp_srv_tls_mode", int, 0, 0, 1),  # 0 ws://, 1 wss:// (needs --ocpp-tls-cert)
 ]}
 
 
