@@ -22,6 +22,7 @@ from chargebrain.cmvars import CmVars
 from chargebrain.control.cycle import ControlCycle
 from chargebrain.control.hooks import UsersLink
 from chargebrain.control.policy import policy_setpoint
+from chargebrain.core.site import DisablePolicy
 from chargebrain.devices.config import EvseConfig
 from chargebrain.devices.definitions import install_catalog
 from chargebrain.devices.device import Device
@@ -53,10 +54,12 @@ class Settings:
     admin_password: str | None = None
     cycle_ms: int = 3000
     demo: bool = False
-    ocpp_port: int = 0  # OCPP 1.6J server (the CLI's default is 19520); 0 = off
+    ocpp_port: int | None = 0  # OCPP 1.6J server; 0 = off, None = param ocpp_srv_port
     ocpp_password: str | None = None  # HTTP Basic password of the boxes (None: none asked)
     ocpp_tls_cert: Path | None = None  # PEM certificate (chain): the OCPP server speaks wss://
     ocpp_tls_key: Path | None = None  # its PEM private key (None: inside the certificate file)
+    # TLS on the OCPP port: 0 off, 1 on; None = on with a certificate, else ocpp_srv_tls_mode
+    ocpp_tls_mode: int | None = None
 
 
 class ChargeBrain:
@@ -89,7 +92,8 @@ class ChargeBrain:
             ledger=self.users.ledger, budget_for=self.users.budget_for,
             name_of=self.users.user_name)
         self.transactions.recover()
-        if settings.ocpp_port != 0:
+        self.ocpp_port, self.ocpp_tls = self._ocpp_choice()
+        if self.ocpp_port != 0:
             self.ocpp = self._ocpp_central()
         self.devices.on_change.append(  # a deleted EVSE ends its session and transaction
             lambda dev_id: device_changed(self.users, self.transactions, dev_id,
@@ -166,6 +170,23 @@ class ChargeBrain:
         self.store.close()
 
 
+    def _ocpp_choice(self) -> tuple[int, bool]:
+        """The OCPP port and whether it speaks TLS: the command line, else the params
+        `ocpp_srv_port` / `ocpp_srv_tls_mode`. TLS asked for without a certificate keeps the
+        server off (never plain ws:// where wss:// was wanted)."""
+        settings = self.settings
+        port = (int(self.params["ocpp_srv_port"]) if settings.ocpp_port is None
+                else settings.ocpp_port)
+        if settings.ocpp_tls_mode is not None:
+            tls = settings.ocpp_tls_mode == 1
+        else:
+            tls = settings.ocpp_tls_cert is not None or int(self.params["ocpp_srv_tls_mode"]) == 1
+        if port != 0 and tls and settings.ocpp_tls_cert is None:
+            log.error("OCPP server off: TLS is on (ocpp_srv_tls_mode 1) but no certificate "
+                      "was given (--ocpp-tls-cert)")
+            return 0, tls
+        return port, tls
+
     def _ocpp_central(self) -> CentralSystem:
         """The OCPP server, told which boxes are configured (evse_ocpp devices: address =
         ChargeBox ID, id = connector), who may charge and the fallback current."""
@@ -181,16 +202,26 @@ class ChargeBrain:
             target = policy_setpoint(found[0].config, int(self.params["disable_policy"]))
             return target.current_ma if target.charging_allowed else 0
 
+        def released(box_id: str) -> list[int]:
+            """Connectors of disabled devices under disable_policy −1: left to the box (its
+            profiles are cleared, as the original does)."""
+            if int(self.params["disable_policy"]) != DisablePolicy.UNLIMITED:
+                return []
+            return [d.config.id for d in self.devices.evses()
+                    if d.config.dev_type == "evse_ocpp" and d.config.address == box_id
+                    and not d.enabled]
+
         tags = TagAuthority(self.users, lambda box, conn: [d.dev_id for d in
                                                            devices_of(box, conn)],
                             lambda: self.devices.clock())
-        return CentralSystem(self.settings.host, self.settings.ocpp_port,
+        cert = self.settings.ocpp_tls_cert if self.ocpp_tls else None
+        return CentralSystem(self.settings.host, self.ocpp_port,
                              connectors_of=lambda box: [d.config.id
                                                         for d in devices_of(box, None)],
                              authorize=tags.authorize, fallback_ma=fallback_ma,
+                             released=released,
                              password=self.settings.ocpp_password,
-                             ssl_context=_tls_context(self.settings.ocpp_tls_cert,
-                                                      self.settings.ocpp_tls_key),
+                             ssl_context=_tls_context(cert, self.settings.ocpp_tls_key),
                              unknown_boxes=self.devices.site.ocpp_unknown_boxes)
 
 

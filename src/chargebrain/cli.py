@@ -27,14 +27,18 @@ def build_parser() -> argparse.ArgumentParser:
                        help="set the admin password (or CHARGEBRAIN_ADMIN_PASSWORD)")
     serve.add_argument("--cycle-ms", type=int, default=3000,
                        help="control cycle period in ms (250…60000, default 3000)")
-    serve.add_argument("--ocpp-port", type=int, default=19520,
-                       help="OCPP 1.6J server for wallboxes (ws://host:N/<ChargeBoxID>); 0 = off")
+    serve.add_argument("--ocpp-port", type=int, default=None,
+                       help="OCPP 1.6J server for wallboxes (ws://host:N/<ChargeBoxID>); 0 = off "
+                            "(default: param ocpp_srv_port, 19520)")
     serve.add_argument("--ocpp-password", default=os.environ.get("CHARGEBRAIN_OCPP_PASSWORD"),
                        help="password the wallboxes send (HTTP Basic, user = ChargeBox ID)")
     serve.add_argument("--ocpp-tls-cert", type=Path, default=None,
                        help="PEM certificate: the OCPP server speaks TLS (wss://)")
     serve.add_argument("--ocpp-tls-key", type=Path, default=None,
                        help="PEM private key of --ocpp-tls-cert (default: in the same file)")
+    serve.add_argument("--ocpp-tls-mode", type=int, choices=(0, 1), default=None,
+                       help="TLS on the OCPP port: 0 off, 1 on (default: on with --ocpp-tls-cert, "
+                            "else param ocpp_srv_tls_mode)")
     serve.add_argument("--demo", action="store_true",
                        help="add a simulated site (grid meter, PV, house, three wallboxes)")
     return parser
@@ -46,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
         build_parser().error("--cycle-ms must be between 250 and 60000")
     if not 0 <= args.modbus_port <= 65533:
         build_parser().error("--modbus-port must be between 0 and 65533")
-    if not 0 <= args.ocpp_port <= 65535:
+    if args.ocpp_port is not None and not 0 <= args.ocpp_port <= 65535:
         build_parser().error("--ocpp-port must be between 0 and 65535")
     if args.ocpp_tls_key is not None and args.ocpp_tls_cert is None:
         build_parser().error("--ocpp-tls-key needs --ocpp-tls-cert")
@@ -57,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
                         modbus_port=args.modbus_port, admin_password=args.admin_password,
                         cycle_ms=args.cycle_ms, demo=args.demo, ocpp_port=args.ocpp_port,
                         ocpp_password=args.ocpp_password, ocpp_tls_cert=args.ocpp_tls_cert,
-                        ocpp_tls_key=args.ocpp_tls_key)
+                        ocpp_tls_key=args.ocpp_tls_key, ocpp_tls_mode=args.ocpp_tls_mode)
     return asyncio.run(_serve(settings))
 
 

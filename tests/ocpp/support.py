@@ -8,12 +8,15 @@ from collections.abc import Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Literal
 
 import aiohttp
 
 from chargebrain.app import ChargeBrain, Settings
 from chargebrain.ocpp import CentralSystem
+from chargebrain.params import Params
 from chargebrain.sim.ocpp_box import SimBox
+from chargebrain.store.db import Store
 from tests.control.helpers import IDLE_PERIOD_MS, Clocked, FakeClock
 from tests.support.ports import free_port
 from tests.support.server import ADMIN_PASSWORD, Client
@@ -54,16 +57,26 @@ async def until(predicate: Callable[[], object], timeout_s: float = 5.0) -> None
 
 @asynccontextmanager
 async def ocpp_site(data_dir: Path, *, hold_s: int = 60, password: str | None = None,
-                    tls_cert: Path | None = None, tls_key: Path | None = None):
+                    tls_cert: Path | None = None, tls_key: Path | None = None,
+                    ocpp_port: int | Literal["free"] | None = "free",
+                    tls_mode: int | None = None, params: dict[str, Any] | None = None):
+    """`ocpp_port` as the command line gives it (default: a free port; None = not given);
+    `params` are stored before chargebrain starts (as an earlier run would have)."""
+    if params:
+        data_dir.mkdir(parents=True, exist_ok=True)
+        store = Store.open(data_dir)
+        Params(store).apply(params)
+        store.close()
     for attempt in range(5):
         settings = Settings(data_dir=data_dir, host="127.0.0.1", port=0, modbus_port=0,
                             admin_password=ADMIN_PASSWORD, cycle_ms=IDLE_PERIOD_MS,
-                            ocpp_port=free_port(), ocpp_password=password,
-                            ocpp_tls_cert=tls_cert, ocpp_tls_key=tls_key)
+                            ocpp_port=free_port() if ocpp_port == "free" else ocpp_port,
+                            ocpp_password=password, ocpp_tls_cert=tls_cert,
+                            ocpp_tls_key=tls_key, ocpp_tls_mode=tls_mode)
         app = ChargeBrain(settings)
-        assert app.ocpp is not None
-        app.ocpp.hold_s = hold_s
-        app.ocpp.response_timeout_s = 2.0
+        if app.ocpp is not None:
+            app.ocpp.hold_s = hold_s
+            app.ocpp.response_timeout_s = 2.0
         clock = FakeClock()
         app.devices.clock = clock
         app.cycle.clock = clock

@@ -428,3 +428,83 @@ async def test_a_box_with_two_connectors_is_two_devices(site):
     assert site.app.devices.get("E3").status.evse_reading.total_energy_wh == 777
     assert site.app.devices.get("E2").status.evse_reading.total_energy_wh is None
     await box.close()
+
+
+async def test_override_c_stops_the_transaction_once_and_c_resumes(site):
+    await add(site, dev_id="E2", dev_type="evse_ocpp", address="BOX-1", id=1)
+    box = await site.box("BOX-1")
+    await box.status(1, "Preparing")
+    await cycles(site, 1)
+    transaction_id, status = await box.start_transaction(1, "ANY-TAG")
+    assert status == "Accepted"
+    await box.status(1, "Charging")
+    await cycles(site, 2)
+    assert box.limit_a(1) == 16.0 and box.remote_stops == []
+    assert await site.client.get("override_device", dev_id="E2", flags="C") == (200, "ok")
+    await cycles(site, 3)
+    await until(lambda: box.remote_stops == [transaction_id])
+    assert box.limit_a(1) == 0.0
+    # the box has not ended the transaction yet: more cycles send no second RemoteStop
+    site.app.cycle._written.clear()  # even a rewrite of the same setpoint does not
+    await cycles(site, 3)
+    assert box.remote_stops == [transaction_id]
+    await box.stop_transaction(1)
+    await box.status(1, "SuspendedEVSE")
+    await cycles(site, 1)
+    # c: nothing is sent to the box but the profile; the car may charge again
+    assert await site.client.get("override_device", dev_id="E2", flags="c") == (200, "ok")
+    await cycles(site, 2)
+    assert box.remote_stops == [transaction_id]
+    assert box.limit_a(1) == 16.0
+    await box.close()
+
+
+async def test_override_c_without_a_transaction_sends_no_remote_stop(site):
+    await add(site, dev_id="E2", dev_type="evse_ocpp", address="BOX-1", id=1)
+    box = await site.box("BOX-1")
+    await box.status(1, "Charging")
+    await cycles(site, 2)
+    assert await site.client.get("override_device", dev_id="E2", flags="C") == (200, "ok")
+    await cycles(site, 2)
+    await until(lambda: box.limit_a(1) == 0.0)
+    assert box.remote_stops == []
+    await box.close()
+
+
+async def test_disabling_a_device_under_policy_minus_1_clears_its_profiles_once(site):
+    await set_params(site, disable_policy=-1)
+    await add(site, dev_id="E2", dev_type="evse_ocpp", address="BOX-1", id=1)
+    box = await site.box("BOX-1")
+    await box.status(1, "Charging")
+    await cycles(site, 2)
+    await until(lambda: box.limit_a(1) == 16.0)
+    assert box.cleared == 0 and box.connectors[1].profiles
+    await add(site, dev_id="E2", dev_type="evse_ocpp", address="BOX-1", id=1, device_enabled=0)
+    link = site.central.link("BOX-1")
+    assert link is not None
+    await until(lambda: 1 in link.cleared)
+    assert not box.connectors[1].profiles
+    calls = box.cleared
+    assert calls == 3  # the standing, control and Tx profile ids, one call each
+    await cycles(site, 2)
+    await asyncio.sleep(1.5)  # the keeper ticks: nothing more is cleared
+    assert box.cleared == calls
+    assert box.limit_a(1) is None  # the box is left to itself
+    # enabled again: a standing default and the plan's profile again
+    await add(site, dev_id="E2", dev_type="evse_ocpp", address="BOX-1", id=1, device_enabled=1)
+    await cycles(site, 2)
+    await until(lambda: box.limit_a(1) == 16.0)
+    await until(lambda: ("TxDefaultProfile", 0) in box.connectors[1].profiles)
+    await box.close()
+
+
+async def test_disabling_a_device_under_policy_1_keeps_the_standing_default(site):
+    await add(site, dev_id="E2", dev_type="evse_ocpp", address="BOX-1", id=1)
+    box = await site.box("BOX-1")
+    await box.status(1, "Charging")
+    await cycles(site, 2)
+    await add(site, dev_id="E2", dev_type="evse_ocpp", address="BOX-1", id=1, device_enabled=0)
+    await asyncio.sleep(1.5)
+    assert box.cleared == 0
+    assert box.connectors[1].profiles[("TxDefaultProfile", 0)]
+    await box.close()

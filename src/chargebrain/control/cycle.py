@@ -43,7 +43,7 @@ import inspect
 import logging
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from chargebrain.control import overload
@@ -608,6 +608,9 @@ class ControlCycle:
             if device is None or not isinstance(device.driver, EvseDriver):
                 continue
             target = to_evse_setpoint(setpoint)
+            gate = self._gates.get(dev_id)
+            if gate is not None and gate.overrides & 1:  # override C: end the session too
+                target = replace(target, end_session=True)
             if device.status.com_err and device.status.reading_s != now:
                 # It did not answer this cycle's read: a write would only wait for its
                 # timeout too. Forget what it had, so it is rewritten once it answers.

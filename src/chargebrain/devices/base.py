@@ -95,6 +95,7 @@ class EvseSetpoint:
     current_ma: int
     enabled: bool = True
     one_phase: bool | None = None  # True: car on the box's L1 only; False: 3p; None: as is
+    end_session: bool = False  # override C: end a running session where the device can (OCPP)
 
     @property
     def charging_allowed(self) -> bool:

@@ -175,6 +175,22 @@ class BoxHandler(ChargePoint):  # type: ignore[misc]  # the library is untyped
         result = await self.call(payload)  # None: the box answered with a CALLERROR
         return str(result.status) if result is not None else "CallError"
 
+    async def remote_stop(self, transaction_id: int) -> str:
+        """RemoteStopTransaction; the box's status ("Accepted", "Rejected", "CallError")."""
+        result = await self.call(call.RemoteStopTransaction(transaction_id=transaction_id))
+        return str(result.status) if result is not None else "CallError"
+
+    async def clear_profiles(self, connector_id: int) -> str:
+        """ClearChargingProfile of every profile chargebrain keeps at the connector (the
+        standing default, the control TxDefaultProfile and the TxProfile, by their ids)."""
+        status = "Accepted"
+        for profile_id in (STANDING_PROFILE_ID, CONTROL_PROFILE_ID, TX_PROFILE_ID):
+            result = await self.call(call.ClearChargingProfile(id=profile_id + connector_id))
+            answer = str(result.status) if result is not None else "CallError"
+            if answer not in ("Accepted", "Unknown") and status == "Accepted":
+                status = answer  # Unknown: the box does not hold that one (it ran out)
+        return status
+
 
 def limit_a(current_ma: int) -> float:
     """A current in A as a box keeps it: rounded down to 0.1 A (never more than planned)."""

@@ -20,6 +20,12 @@ manager stopped caring falls back by itself when the profile runs out. A rejecte
 call that timed out raises `OcppError` and stays in `error` until a profile is accepted again;
 the keeper retries it every `hold_s / 2` while the driver reads.
 
+Override C (`remote_stop`): RemoteStopTransaction of the connector's running transaction, once
+per transaction until the override is lifted (`resumed`). A connector whose device is disabled
+under `disable_policy` −1 (`released`) is left to the box: the keeper clears its profiles with
+ClearChargingProfile once (again after a reconnect) and sends it nothing more until it is
+configured again.
+
 Times for the keeper are the event loop's monotonic clock; profile start times are UTC.
 """
 
@@ -82,6 +88,8 @@ class BoxLink:
         self.error = ""  # last failed call ("" = none since the last accepted profile)
         self.limits: dict[int, Limit] = {}
         self.standing_ma: dict[int, int] = {}  # the standing default each connector has
+        self.stopped: dict[int, int] = {}  # connector → transaction ended by RemoteStop
+        self.cleared: set[int] = set()  # connectors whose profiles were cleared (released)
         self.profile_messages = 0  # SetChargingProfile calls sent (changes and renewals)
         self._setup: asyncio.Task[None] | None = None
 
@@ -110,6 +118,7 @@ class BoxLink:
         self.handler, self.connection = handler, connection
         self.ready, self.error = False, ""
         self.limits.clear()
+        self.cleared.clear()  # a box keeps profiles across reconnects: clear them again
         self._setup = None
 
     def detach(self, handler: BoxHandler) -> None:
@@ -165,6 +174,7 @@ class BoxLink:
                 self.booted()  # no BootNotification came, or the setup failed: try again
                 next_try_s = waited_s + max(BOOT_WAIT_S, self.central.hold_s / 2)
             if self.ready:
+                await self._clear_released()
                 await self._standing_changed()
                 await self._renew_due()
 
@@ -172,6 +182,27 @@ class BoxLink:
         fallback = self.central.fallback_ma(self.box_id, connector_id)
         await self._send(profile_payload(connector_id, fallback, duration_s=None, standing=True))
         self.standing_ma[connector_id] = fallback
+
+    async def _clear_released(self) -> None:
+        """A connector whose device was disabled under `disable_policy` −1 is left to the box:
+        its profiles are cleared (ClearChargingProfile), once; it gets a standing default
+        again when it is configured again."""
+        released = set(self.central.released(self.box_id))
+        self.cleared &= released
+        for connector_id in sorted(released - self.cleared):
+            handler = self.handler
+            if handler is None:
+                return
+            try:
+                status = await handler.clear_profiles(connector_id)
+            except (TimeoutError, ConnectionClosed):
+                return  # tried again at the next tick
+            if status != "Accepted":
+                log.info("OCPP box %s connector %d: ClearChargingProfile %s", self.box_id,
+                         connector_id, status)
+            self.cleared.add(connector_id)
+            self.standing_ma.pop(connector_id, None)
+            self.limits.pop(connector_id, None)
 
     async def _standing_changed(self) -> None:
         """disable_policy or the connector's minimum/maximum changed: a new standing default."""
@@ -234,6 +265,28 @@ class BoxLink:
         touched = previous.touched_s if renewal and previous is not None else now
         self.limits[connector_id] = Limit(current_ma, number_phases, now, touched)
 
+    async def remote_stop(self, connector_id: int) -> bool:
+        """End the connector's running transaction (override C) with RemoteStopTransaction,
+        once per transaction; True when a call was sent."""
+        transaction_id = self.connector(connector_id).transaction_id
+        handler = self.handler
+        if (transaction_id is None or handler is None
+                or self.stopped.get(connector_id) == transaction_id):
+            return False
+        self.stopped[connector_id] = transaction_id  # once, whatever the box answers
+        try:
+            status = await handler.remote_stop(transaction_id)
+        except (TimeoutError, ConnectionClosed):
+            status = "no answer"
+        if status != "Accepted":
+            log.warning("OCPP box %s connector %d: RemoteStopTransaction %s", self.box_id,
+                        connector_id, status)
+        return True
+
+    def resumed(self, connector_id: int) -> None:
+        """Override C is lifted: a later transaction may be stopped again."""
+        self.stopped.pop(connector_id, None)
+
     async def _send(self, payload: Any) -> None:
         handler = self.handler
         if handler is None:
@@ -255,13 +308,16 @@ class CentralSystem:
 
     - `connectors_of(box_id)`: the configured connector ids of a box ([] = unknown box);
     - `authorize(box_id, connector_id, id_tag, start)`: an OCPP AuthorizationStatus;
-    - `fallback_ma(box_id, connector_id)`: the standing default current (disable_policy).
+    - `fallback_ma(box_id, connector_id)`: the standing default current (disable_policy);
+    - `released(box_id)`: connector ids whose device is disabled under `disable_policy` −1
+      (their profiles are cleared).
     """
 
     def __init__(self, host: str, port: int, *,
                  connectors_of: Callable[[str], list[int]],
                  authorize: Callable[[str, int | None, str, bool], str],
                  fallback_ma: Callable[[str, int], int],
+                 released: Callable[[str], list[int]] = lambda _box: [],
                  password: str | None = None, ssl_context: ssl.SSLContext | None = None,
                  heartbeat_s: int = 60, meter_interval_s: int = 10, hold_s: int = 60,
                  response_timeout_s: float = 10.0,
@@ -270,6 +326,7 @@ class CentralSystem:
         self.connectors_of = connectors_of
         self.authorize = authorize
         self.fallback_ma = fallback_ma
+        self.released = released
         self.password = password
         self.ssl_context = ssl_context
         self.heartbeat_s = heartbeat_s

@@ -166,11 +166,24 @@ class SimBox(ChargePoint):  # type: ignore[misc]  # the library is untyped
         return call_result.GetConfiguration(configuration_key=known, unknown_key=unknown or None)
 
     @on(Action.clear_charging_profile)
-    def on_clear(self, **_: Any) -> call_result.ClearChargingProfile:
+    def on_clear(self, id: int | None = None, connector_id: int | None = None,
+                 charging_profile_purpose: str | None = None, stack_level: int | None = None
+                 ) -> call_result.ClearChargingProfile:
+        """Remove the profiles that match every given criterion (none given: all)."""
         self.cleared += 1
-        for conn in self.connectors.values():
-            conn.profiles.clear()
-        return call_result.ClearChargingProfile(status="Accepted")
+        found = False
+        for number, conn in self.connectors.items():
+            if connector_id is not None and number != connector_id:
+                continue
+            for key, item in list(conn.profiles.items()):
+                profile = item.profile
+                if ((id is None or profile["charging_profile_id"] == id)
+                        and (charging_profile_purpose is None
+                             or key[0] == charging_profile_purpose)
+                        and (stack_level is None or key[1] == stack_level)):
+                    del conn.profiles[key]
+                    found = True
+        return call_result.ClearChargingProfile(status="Accepted" if found else "Unknown")
 
     @on(Action.remote_stop_transaction)
     def on_remote_stop(self, transaction_id: int) -> call_result.RemoteStopTransaction:

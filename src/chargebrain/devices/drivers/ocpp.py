@@ -5,6 +5,9 @@ MeterValues); `read()` hands out what the box's `BoxLink` last heard and raises 
 while the box is not connected, not set up, faulted, or its last profile failed, so the cycle
 books it as a COM error. `apply()` sends the setpoint as a SetChargingProfile in A
 (`BoxLink.set_limit`); the link renews it before it runs out while this driver keeps reading.
+A setpoint with `end_session` (override C) also ends a running transaction with
+RemoteStopTransaction, once per transaction; lifting it (`c`) sends nothing: the next profile
+lets the car charge again.
 """
 
 from __future__ import annotations
@@ -78,12 +81,18 @@ class OcppEvse:
 
     async def apply(self, setpoint: EvseSetpoint) -> None:
         link = self._link()
+        if self.connector_id in link.central.released(self.box_id):
+            return  # disabled under disable_policy −1: its profiles are cleared, none sent
         current_ma = setpoint.current_ma if setpoint.charging_allowed else 0
         phases = None if setpoint.one_phase is None else (1 if setpoint.one_phase else 3)
         try:
             await link.set_limit(self.connector_id, current_ma, phases)
         except OcppError as err:
             raise DeviceError(str(err)) from None
+        if setpoint.end_session:  # override C: the running transaction ends (once)
+            await link.remote_stop(self.connector_id)
+        else:
+            link.resumed(self.connector_id)
 
     async def close(self) -> None:
         """Nothing to release: the connection belongs to the central system."""
