@@ -63,7 +63,6 @@ SPECS: dict[str, ParamSpec] = {s.name: s for s in [
     _p("mqtt_topic_serial", bool, False),  # topics cfos_mqtt_<serial>/… instead of cfos_mqtt/…
     _p("mqtt_api", bool, False),  # cfos_mqtt/api/<query> runs API commands as admin
     _p("mqtt_ha_discovery", bool, True),  # Home Assistant discovery while MQTT is on
-    _p("mqtt_url", str, ""),
     # the OCPP 1.6J server (docs/ocpp.md), read at start; the command line wins
     _p("ocpp_srv_port", int, 19520, 0, 65535),  # 0 = off
     _p("ocpp_srv_tls_mode", int, 0, 0, 1),  # 0 ws://, 1 wss:// (needs --ocpp-tls-cert)
