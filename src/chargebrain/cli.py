@@ -57,6 +57,8 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     limit_client_errors()
+    # the ocpp library logs every frame at INFO: only its warnings belong on the console
+    logging.getLogger("ocpp").setLevel(logging.WARNING)
     settings = Settings(data_dir=args.data_dir, host=args.host, port=args.port,
                         modbus_port=args.modbus_port, admin_password=args.admin_password,
                         cycle_ms=args.cycle_ms, demo=args.demo, ocpp_port=args.ocpp_port,
