@@ -19,7 +19,7 @@ from chargebrain.sim.ocpp_box import SimBox
 from chargebrain.store.db import Store
 from tests.control.helpers import IDLE_PERIOD_MS, Clocked, FakeClock
 from tests.support.ports import free_port
-from tests.support.server import ADMIN_PASSWORD, Client
+from tests.support.server import ADMIN_PASSWORD, Client, start_on_free_ports
 
 
 @dataclass
@@ -67,7 +67,9 @@ async def ocpp_site(data_dir: Path, *, hold_s: int = 60, password: str | None = 
         store = Store.open(data_dir)
         Params(store).apply(params)
         store.close()
-    for attempt in range(5):
+    clock = FakeClock()
+
+    def make() -> ChargeBrain:
         settings = Settings(data_dir=data_dir, host="127.0.0.1", port=0, modbus_port=0,
                             admin_password=ADMIN_PASSWORD, cycle_ms=IDLE_PERIOD_MS,
                             ocpp_port=free_port() if ocpp_port == "free" else ocpp_port,
@@ -77,17 +79,12 @@ async def ocpp_site(data_dir: Path, *, hold_s: int = 60, password: str | None = 
         if app.ocpp is not None:
             app.ocpp.hold_s = hold_s
             app.ocpp.response_timeout_s = 2.0
-        clock = FakeClock()
         app.devices.clock = clock
         app.cycle.clock = clock
         app.cycle.start_delay_s = IDLE_PERIOD_MS / 1000
-        try:
-            await app.start()
-            break
-        except OSError:
-            await app.stop()
-            if attempt == 4:
-                raise
+        return app
+
+    app = await start_on_free_ports(make)
     try:
         async with aiohttp.ClientSession() as session:
             client = Client(f"http://127.0.0.1:{app.http_port}", session)

@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -83,6 +84,22 @@ class Running:
     modbus_base: int
 
 
+async def start_on_free_ports(make: Callable[[], ChargeBrain], attempts: int = 5
+                             ) -> ChargeBrain:
+    """Start the app `make()` builds; when another test process took one of its ports between
+    the check and the bind, build a fresh one (new ports) and try again."""
+    for attempt in range(attempts):
+        app = make()
+        try:
+            await app.start()
+            return app
+        except OSError:
+            await app.stop()
+            if attempt == attempts - 1:
+                raise
+    raise AssertionError("unreachable")
+
+
 @asynccontextmanager
 async def running_app(data_dir: Path, *, modbus: bool = True, demo: bool = False,
                       cycle_ms: int = 3000):
@@ -90,18 +107,16 @@ async def running_app(data_dir: Path, *, modbus: bool = True, demo: bool = False
 
     Another test process may take a port between our check and the bind: then it is tried again
     on fresh ports."""
-    for attempt in range(5):
+    base = 0
+
+    def make() -> ChargeBrain:
+        nonlocal base
         base = free_port_block(3) if modbus else 0
-        settings = Settings(data_dir=data_dir, host="127.0.0.1", port=0, modbus_port=base,
-                            admin_password=ADMIN_PASSWORD, cycle_ms=cycle_ms, demo=demo)
-        app = ChargeBrain(settings)
-        try:
-            await app.start()
-            break
-        except OSError:
-            await app.stop()
-            if attempt == 4:
-                raise
+        return ChargeBrain(Settings(data_dir=data_dir, host="127.0.0.1", port=0,
+                                    modbus_port=base, admin_password=ADMIN_PASSWORD,
+                                    cycle_ms=cycle_ms, demo=demo))
+
+    app = await start_on_free_ports(make)
     try:
         async with aiohttp.ClientSession() as session:
             client = Client(f"http://127.0.0.1:{app.http_port}", session)

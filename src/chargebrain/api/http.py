@@ -83,13 +83,8 @@ class CnfDispatcher:
 
     async def _handle(self, request: web.Request) -> web.Response:
         pairs = parse_query_pairs(request.query_string)
-        query: dict[str, str] = {}
-        for key, value in pairs:
-            query.setdefault(key, value)
-        cmd = query.get("cmd", "")
-        command = self.commands.get(cmd)
-        if command is None:
-            raise ApiError("unknown command" if cmd else "missing parameter cmd")
+        query = _first_values(pairs)
+        self._command(query)  # an unknown command is refused before its body is read
         body = b""
         if request.can_read_body:
             if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
@@ -112,13 +107,8 @@ class CnfDispatcher:
         come through this. Returns the handler's value; refusals raise ApiError. `query` is
         `pairs` as a mapping (first occurrence wins) when the caller has built it already."""
         if query is None:
-            query = {}
-            for key, value in pairs:
-                query.setdefault(key, value)
-        cmd = query.get("cmd", "")
-        command = self.commands.get(cmd)
-        if command is None:
-            raise ApiError("unknown command" if cmd else "missing parameter cmd")
+            query = _first_values(pairs)
+        cmd, command = self._command(query)
         req = ApiRequest(cmd=cmd, query=query, body=body, remote=remote, principal=principal,
                          pairs=pairs)
         self.app.auth.require(req, command.access)
@@ -127,6 +117,22 @@ class CnfDispatcher:
         finally:
             if cmd not in STATE_READS:  # it may have changed what the snapshot shows
                 self.app.state.mark_changed()
+
+
+    def _command(self, query: dict[str, str]) -> tuple[str, Command]:
+        cmd = query.get("cmd", "")
+        command = self.commands.get(cmd)
+        if command is None:
+            raise ApiError("unknown command" if cmd else "missing parameter cmd")
+        return cmd, command
+
+
+def _first_values(pairs: list[tuple[str, str]]) -> dict[str, str]:
+    """The query as a mapping: the first occurrence of a name wins."""
+    query: dict[str, str] = {}
+    for key, value in pairs:
+        query.setdefault(key, value)
+    return query
 
 
 def build_web_app(app: ChargeBrain, pages: Iterable[tuple[str, Page]] = ()) -> web.Application:
