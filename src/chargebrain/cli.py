@@ -1,4 +1,4 @@
-"""Command line: `chargebrain serve [options]`."""
+"""Command line: `chargebrain serve [options]`, `chargebrain simulate-day [options]`."""
 
 from __future__ import annotations
 
@@ -41,11 +41,16 @@ def build_parser() -> argparse.ArgumentParser:
                             "else param ocpp_srv_tls_mode)")
     serve.add_argument("--demo", action="store_true",
                        help="add a simulated site (grid meter, PV, house, three wallboxes)")
+    from chargebrain.sim.day_cli import add_parser as add_simulate_day
+    add_simulate_day(sub)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.command == "simulate-day":
+        from chargebrain.sim.day_cli import run as simulate_day
+        return simulate_day(args, build_parser())
     if not 250 <= args.cycle_ms <= 60000:
         build_parser().error("--cycle-ms must be between 250 and 60000")
     if not 0 <= args.modbus_port <= 65533:
