@@ -150,12 +150,15 @@ class RunReport:
     pv_wh: float = 0.0
     pv_self_consumed_wh: float = 0.0
     grid_import_wh: float = 0.0
+    grid_export_wh: float = 0.0
     house_wh: float = 0.0
     limit_excess_count: int = 0
     limit_excess_max_ma: int = 0
     cars: dict[str, CarStats] = field(default_factory=dict)
     params_set: dict[str, Any] = field(default_factory=dict)
     params_ignored: list[str] = field(default_factory=list)
+    # per step: (second of the day, {car: (currents in the wallbox frame, mA)}), not in JSON
+    trace: list[tuple[float, dict[str, Phases]]] = field(default_factory=list, repr=False)
 
     @property
     def self_consumption_pct(self) -> float:
@@ -191,6 +194,7 @@ class DayReport:
         runs = []
         for run in self.runs:
             data = asdict(run)
+            data.pop("trace", None)
             data["self_consumption_pct"] = round(run.self_consumption_pct, 2)
             data["pv_to_cars_pct_of_optimum"] = round(self.pv_share_pct(run), 2)
             data["targets"] = self.targets(run)
@@ -348,6 +352,7 @@ async def _run(app: Any, setup: DaySetup, config: Hysteresis, report: RunReport)
         cars_ma: Phases = ZERO
         cars_w = 0.0
         car_w: dict[str, float] = {}
+        drawn: dict[str, Phases] = {}
         for name, driver in drivers.items():
             car = driver.car
             supply = 1 if driver.one_phase else 3
@@ -355,6 +360,7 @@ async def _run(app: Any, setup: DaySetup, config: Hysteresis, report: RunReport)
                                  supply_phases=supply, voltage_v=VOLTAGE_V)
             watts = step.energy_wh * 3600 / step_s if step_s > 0 else 0.0
             car_w[name] = watts
+            drawn[name] = step.currents_ma
             cars_w += watts
             stats[name].energy_wh += step.energy_wh
             cars_ma = add(cars_ma, rotate_phases(step.currents_ma, plans[name].rotation_deg))
@@ -367,6 +373,7 @@ async def _run(app: Any, setup: DaySetup, config: Hysteresis, report: RunReport)
                 stats[name].phase_switches[-1] += 1
             if car.plugged:
                 last_one_phase[name] = driver.one_phase
+        report.trace.append((second, drawn))
         for p in range(3):
             over = house_ma[p] + cars_ma[p] - pv_ma[p] - limit
             if over > 0:
@@ -387,6 +394,7 @@ async def _run(app: Any, setup: DaySetup, config: Hysteresis, report: RunReport)
         net_w = house_total + cars_w - pv_w
         report.pv_self_consumed_wh += (pv_w - max(0.0, -net_w)) * hours
         report.grid_import_wh += max(0.0, net_w) * hours
+        report.grid_export_wh += max(0.0, -net_w) * hours
     report.grid_for_charging_wh = report.energy_to_cars_wh - report.pv_to_cars_wh
     for name, st in stats.items():
         st.starts = len(events[name]["start"])
@@ -404,6 +412,7 @@ def lp_day(setup: DaySetup) -> day_lp.LpDay:
     seconds = setup.seconds
     per = max(1, round(setup.lp_step_s / setup.step_s))
     pv: list[float] = []
+    surplus: list[float] = []
     house: list[tuple[float, float, float]] = []
     present: dict[str, list[float]] = {c.name: [] for c in setup.cars}
     for k in range(0, len(seconds), per):
@@ -413,6 +422,8 @@ def lp_day(setup: DaySetup) -> day_lp.LpDay:
         idx = [min(DAY_S - 1, int(s)) for s in chunk]
         pv.append(sum(setup.profile.pv_w[i] * w for i, w in zip(idx, weights, strict=True))
                   / total)
+        surplus.append(sum(max(0.0, setup.profile.pv_w[i] - sum(setup.profile.house_w[i])) * w
+                           for i, w in zip(idx, weights, strict=True)) / total)
         house.append(tuple(  # type: ignore[arg-type]
             sum(_house_ma(setup.profile.house_w[i])[p] * w
                 for i, w in zip(idx, weights, strict=True)) / total for p in range(3)))
@@ -429,12 +440,14 @@ def lp_day(setup: DaySetup) -> day_lp.LpDay:
     if pv and last_total < step:
         f = last_total / step
         pv[-1] *= f
+        surplus[-1] *= f
         house[-1] = tuple(h * f for h in house[-1])  # type: ignore[assignment]
         for car in setup.cars:
             present[car.name][-1] *= f
     cars = tuple(day_lp.LpCar(c.name, tuple(present[c.name]), c.need_wh, c.max_ma,
                               c.rotation_deg) for c in setup.cars)
-    return day_lp.LpDay(step, tuple(pv), tuple(house), setup.limit_ma, VOLTAGE_V, cars)
+    return day_lp.LpDay(step, tuple(pv), tuple(house), setup.limit_ma, VOLTAGE_V, cars,
+                        tuple(surplus))
 
 
 def run_day(setup: DaySetup, configs: tuple[Hysteresis, ...] = CONFIGS) -> DayReport:

@@ -17,7 +17,8 @@ Maximise Σ y[t]·Δ subject to
 - per building phase p: Σ_i (a + b·[car L1 is p]) ≤ limit_A − house_A[p,t] + pv_A[p,t]
   (clipped at 0: when the house alone is over the limit, the cars get nothing),
 - per car: Σ_t V·(3a + b)·Δ ≤ needed energy,
-- y[t] ≤ Σ_i V·(3a + b) and 0 ≤ y[t] ≤ max(0, PV − house) (PV serves the house first).
+- y[t] ≤ Σ_i V·(3a + b) and 0 ≤ y[t] ≤ max(0, PV − house) (PV serves the house first;
+  for an LP step that averages several simulation steps, the average of their surpluses).
 
 Solved with scipy's `linprog` (HiGHS). Pure apart from the solver; scipy is imported when an
 optimum is computed, so importing this module costs nothing.
@@ -51,6 +52,10 @@ class LpDay:
     limit_ma: int
     voltage_v: int
     cars: tuple[LpCar, ...]
+    # PV left after the house per step (W); None: max(0, PV − house) of the averages. A
+    # step that averages finer steps needs the average of their surpluses (max(0, ·) of an
+    # average is less than the average of max(0, ·), and the bound must not be cut).
+    surplus_w: tuple[float, ...] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,7 +95,11 @@ def solve(day: LpDay) -> LpResult:
     y0 = 2 * steps * n_cars
     n_vars = y0 + steps
     bounds: list[tuple[float, float]] = [(0.0, 0.0)] * n_vars
-    surplus = [max(0.0, day.pv_w[t] - sum(day.house_ma[t]) * volt / 1000) for t in range(steps)]
+    surplus = (list(day.surplus_w) if day.surplus_w is not None else
+               [max(0.0, day.pv_w[t] - sum(day.house_ma[t]) * volt / 1000)
+                for t in range(steps)])
+    if len(surplus) != steps:
+        raise ValueError("every series must have one value per step")
     for t in range(steps):
         bounds[y0 + t] = (0.0, surplus[t])
     rows: list[int] = []
