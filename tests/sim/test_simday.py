@@ -44,6 +44,7 @@ def test_a_short_window_runs_end_to_end_and_its_report_adds_up(profile):
         assert run.grid_import_wh - run.grid_export_wh == pytest.approx(
             house_wh + cars_wh - pv_wh, abs=0.01)
         assert run.pv_self_consumed_wh == pytest.approx(pv_wh - run.grid_export_wh)
+        assert 0 <= run.export_while_car_waits_wh <= run.grid_export_wh + 1e-9
         for name, car in run.cars.items():
             assert car.energy_wh <= car.need_wh + 1e-6, name
             assert car.sessions == 1 and len(car.phase_switches) == 1

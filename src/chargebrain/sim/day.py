@@ -151,6 +151,8 @@ class RunReport:
     pv_self_consumed_wh: float = 0.0
     grid_import_wh: float = 0.0
     grid_export_wh: float = 0.0
+    # PV exported while a car was plugged in and not yet full (what surplus charging missed)
+    export_while_car_waits_wh: float = 0.0
     house_wh: float = 0.0
     limit_excess_count: int = 0
     limit_excess_max_ma: int = 0
@@ -395,6 +397,8 @@ async def _run(app: Any, setup: DaySetup, config: Hysteresis, report: RunReport)
         report.pv_self_consumed_wh += (pv_w - max(0.0, -net_w)) * hours
         report.grid_import_wh += max(0.0, net_w) * hours
         report.grid_export_wh += max(0.0, -net_w) * hours
+        if any(d.car.wants_current() for d in drivers.values()):
+            report.export_while_car_waits_wh += max(0.0, -net_w) * hours
     report.grid_for_charging_wh = report.energy_to_cars_wh - report.pv_to_cars_wh
     for name, st in stats.items():
         st.starts = len(events[name]["start"])
@@ -489,6 +493,8 @@ def format_text(report: DayReport) -> str:
                  *[kwh(r.grid_for_charging_wh) for r in runs], ""])
     rows.append(["PV self-consumption (%)", *[f"{r.self_consumption_pct:.1f}" for r in runs],
                  ""])
+    rows.append(["PV exported while a car waited (kWh)",
+                 *[kwh(r.export_while_car_waits_wh) for r in runs], ""])
     for n in names:
         rows.append([f"car {n} starts / stops",
                      *[f"{r.cars[n].starts} / {r.cars[n].stops}" for r in runs], ""])
