@@ -87,7 +87,7 @@ class Hysteresis:
 
 CONFIGS = (
     Hysteresis("chargebrain", 300),  # the documented recommendation: 300 s undercut
-    Hysteresis("evcc-style", 180, (("surplus_start_delay", 60),)),
+    Hysteresis("evcc-style", 180, (("surplus_start_delay", 60), ("surplus_stop_delay", 180))),
 )
 
 
