@@ -136,11 +136,15 @@ def test_a_profile_survives_csv(tmp_path, profile):
 
 def test_the_command_line(tmp_path, capsys):
     code = cli.main(["simulate-day", "--start-h", "12", "--end-h", "12.25", "--step-s", "60",
-                     "--config", "evcc", "--lp-step-s", "300", "--json"])
+                     "--config", "evcc", "--lp-step-s", "300", "--json",
+                     "--trace", str(tmp_path / "day.csv")])
     assert code == 0
     data = json.loads(capsys.readouterr().out)
     assert [r["label"] for r in data["runs"]] == ["evcc-style"]
     assert data["runs"][0]["cycles"] == 15
+    trace = (tmp_path / "day.evcc-style.csv").read_text().splitlines()
+    assert trace[0].startswith("time_s,pv_w,house_w,grid_l1_ma") and len(trace) == 16
+    assert trace[1].startswith("43200,")
     bad = tmp_path / "bad.csv"
     bad.write_text("nonsense\n")
     assert cli.main(["simulate-day", "--profile", str(bad)]) == 2

@@ -35,7 +35,7 @@ import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from chargebrain.devices.base import MeterReading
 from chargebrain.devices.drivers.ajax import AjaxMeter
@@ -137,6 +137,18 @@ class CarStats:
     sessions: int = 0
 
 
+class TraceRow(NamedTuple):
+    """One step of a run: its start (second of the day), PV and house (W), and per car
+    the currents drawn (wallbox frame, mA) and whether its contactor is on one phase."""
+
+    second: float
+    pv_w: int
+    house_w: int
+    grid_ma: Phases
+    cars_ma: dict[str, Phases]
+    one_phase: dict[str, bool]
+
+
 @dataclass
 class RunReport:
     """What one configuration achieved over the simulated window."""
@@ -159,8 +171,8 @@ class RunReport:
     cars: dict[str, CarStats] = field(default_factory=dict)
     params_set: dict[str, Any] = field(default_factory=dict)
     params_ignored: list[str] = field(default_factory=list)
-    # per step: (second of the day, {car: (currents in the wallbox frame, mA)}), not in JSON
-    trace: list[tuple[float, dict[str, Phases]]] = field(default_factory=list, repr=False)
+    # per step, what flowed until the next one (not in the JSON report; `write_trace`)
+    trace: list[TraceRow] = field(default_factory=list, repr=False)
 
     @property
     def self_consumption_pct(self) -> float:
@@ -375,9 +387,11 @@ async def _run(app: Any, setup: DaySetup, config: Hysteresis, report: RunReport)
                 stats[name].phase_switches[-1] += 1
             if car.plugged:
                 last_one_phase[name] = driver.one_phase
-        report.trace.append((second, drawn))
+        at_grid = tuple(h + c - p for h, c, p in zip(house_ma, cars_ma, pv_ma, strict=True))
+        report.trace.append(TraceRow(second, pv_w, sum(house_w), at_grid,  # type: ignore[arg-type]
+                                     drawn, {n: d.one_phase for n, d in drivers.items()}))
         for p in range(3):
-            over = house_ma[p] + cars_ma[p] - pv_ma[p] - limit
+            over = at_grid[p] - limit
             if over > 0:
                 report.limit_excess_count += 1
                 report.limit_excess_max_ma = max(report.limit_excess_max_ma, over)
@@ -522,6 +536,24 @@ def format_text(report: DayReport) -> str:
     notes = [f"note: {r.label}: params unknown to this build, ignored: "
              f"{', '.join(r.params_ignored)}" for r in runs if r.params_ignored]
     return "\n".join([intro, *lines, *notes])
+
+
+def write_trace(run: RunReport, path: Path) -> None:
+    """One CSV row per step of `run`: time, PV, house, grid phases, each car's phases and
+    contactor (for plots and for tuning the surplus controller)."""
+    import csv
+
+    names = sorted(run.cars)
+    with path.open("w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["time_s", "pv_w", "house_w", "grid_l1_ma", "grid_l2_ma", "grid_l3_ma",
+                         *[f"car_{n}_{x}" for n in names
+                           for x in ("l1_ma", "l2_ma", "l3_ma", "one_phase")]])
+        for row in run.trace:
+            cells: list[Any] = [round(row.second), row.pv_w, row.house_w, *row.grid_ma]
+            for n in names:
+                cells += [*row.cars_ma.get(n, ZERO), int(row.one_phase.get(n, False))]
+            writer.writerow(cells)
 
 
 def profile_for(seed: int, path: Path | None) -> DayProfile:

@@ -35,6 +35,9 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
                    help="step of the optimum's linear program (s, default 60)")
     p.add_argument("--config", choices=("both", "chargebrain", "evcc"), default="both",
                    help="which hysteresis to simulate (default both)")
+    p.add_argument("--trace", type=Path, default=None,
+                   help="write every step of each run as CSV: FILE with the run's label "
+                        "before the suffix (e.g. day.chargebrain.csv)")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     return p
 
@@ -65,6 +68,11 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     setup = day.DaySetup(profile, step_s=args.step_s, start_h=args.start_h, end_h=args.end_h,
                          limit_ma=round(args.limit_a * 1000), lp_step_s=args.lp_step_s)
     report = day.run_day(setup, configs)
+    if args.trace is not None:
+        for run_report in report.runs:
+            target = args.trace.with_name(f"{args.trace.stem}.{run_report.label}"
+                                          f"{args.trace.suffix or '.csv'}")
+            day.write_trace(run_report, target)
     if args.json:
         print(json.dumps(report.as_dict(), indent=2))
     else:
