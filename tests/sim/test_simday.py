@@ -47,6 +47,8 @@ def test_a_short_window_runs_end_to_end_and_its_report_adds_up(profile):
         assert 0 <= run.export_while_car_waits_wh <= run.grid_export_wh + 1e-9
         for name, car in run.cars.items():
             assert car.energy_wh <= car.need_wh + 1e-6, name
+            # the books agree with what the wallbox driver's car stored
+            assert car.battery_wh == pytest.approx(car.energy_wh, abs=0.01), name
             assert car.sessions == 1 and len(car.phase_switches) == 1
         # the optimum is an upper bound of what a real controller achieved
         assert report.optimum_pv_to_cars_wh >= run.pv_to_cars_wh - 1e-3
@@ -152,3 +154,14 @@ def test_the_command_line(tmp_path, capsys):
     with pytest.raises(SystemExit) as usage:
         cli.main(["simulate-day", "--step-s", "5000"])
     assert usage.value.code == 2
+
+
+def test_a_departure_ends_the_books_where_the_car_left(profile):
+    # car A leaves at 17:30: nothing is booked for it afterwards, and what it took until then
+    # is what its battery stored
+    setup = day.DaySetup(profile, step_s=30, start_h=17.25, end_h=17.75, lp_step_s=300)
+    run = day.run_day(setup, day.CONFIGS[:1]).runs[0]
+    a = run.cars["A"]
+    assert a.sessions == 1 and a.battery_wh == pytest.approx(a.energy_wh, abs=0.01)
+    assert all(not any(row.cars_ma["A"]) for row in run.trace if row.second >= 17.5 * 3600)
+    assert run.limit_excess_count == 0

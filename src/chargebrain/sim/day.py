@@ -135,6 +135,7 @@ class CarStats:
     max_switches_10min: int = 0  # starts + stops in any 10 minutes
     phase_switches: list[int] = field(default_factory=list)  # per session
     sessions: int = 0
+    battery_wh: float = 0.0  # what the wallbox driver's car stored (its state of charge)
 
 
 class TraceRow(NamedTuple):
@@ -261,6 +262,12 @@ def _pv_ma(watts: int) -> Phases:
     return (per, per, per)
 
 
+def _stored_wh(car: VirtualCar, plan: CarPlan) -> float:
+    """What `car` took since it arrived with what `plan` says it needs."""
+    start_pct = max(0.0, 100.0 * (1 - plan.need_wh / plan.capacity_wh))
+    return (car.soc_pct - start_pct) / 100.0 * car.capacity_wh
+
+
 def _draw(driver: SimEvse) -> Phases:
     """What the car behind `driver` draws now (wallbox frame)."""
     return driver.car.draw_ma(driver.offered_ma, driver.enabled, 1 if driver.one_phase else 3)
@@ -360,6 +367,7 @@ async def _run(app: Any, setup: DaySetup, config: Hysteresis, report: RunReport)
                 stats[name].phase_switches.append(0)
                 last_one_phase[name] = driver.one_phase
             elif not here and driver.car.plugged:
+                stats[name].battery_wh += _stored_wh(driver.car, plan)
                 driver.car = driver.car.replace(plugged=False)
         # what flows until the next step
         step_s = min(setup.step_s, setup.end_h * 3600 - second)
@@ -414,6 +422,11 @@ async def _run(app: Any, setup: DaySetup, config: Hysteresis, report: RunReport)
         if any(d.car.wants_current() for d in drivers.values()):
             report.export_while_car_waits_wh += max(0.0, -net_w) * hours
     report.grid_for_charging_wh = report.energy_to_cars_wh - report.pv_to_cars_wh
+    # the drivers' cars up to the window's end: their charge must match the books
+    await app.devices.read_all(t0 + setup.end_h * 3600)
+    for name, driver in drivers.items():
+        if driver.car.plugged:
+            stats[name].battery_wh += _stored_wh(driver.car, plans[name])
     for name, st in stats.items():
         st.starts = len(events[name]["start"])
         st.stops = len(events[name]["stop"])
