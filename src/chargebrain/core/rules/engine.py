@@ -11,8 +11,8 @@ fake clock.
 Evaluation (docs/charging-rules.md): the rule value starts at 0 mA per phase. Rules with the
 PV-surplus flag (`solar: true`, legacy mode 5) run first, top to bottom; a result ≥ 0 makes the
 EVSE a surplus EVSE, −1 opts out. Then the other rules run, starting from that value (readable
-as `lb_cur`); if any of their conditions held, their value replaces the surplus value and the
-EVSE charges as a normal one. `End` stops a pass. A value below the EVSE's minimum while some
+as `lb_cur`); if one of them set the value, it replaces the surplus value and the EVSE charges
+as a normal one. `End` stops a pass. A value below the EVSE's minimum while some
 rule is in its undercut hold (`_undercut`) becomes the minimum. The rules run once per phase
 the EVSE charges on (`M1.current` is that phase's current); the lowest result is the limit.
 """
@@ -98,6 +98,7 @@ class RuleResult:
     undercut: bool = False
     variables: Mapping[str, float] = field(default_factory=dict)
     errors: tuple[str, ...] = ()
+    applied: bool = False  # a rule's action set the value (False: the start value, 0)
 
 
 NO_RULES = RuleResult(None)
@@ -272,6 +273,7 @@ class _Run:
         self.tag = tag
         self.value = 0.0
         self.fired = False  # some condition held (after links)
+        self.applied = False  # some action set the value
         self.undercut = False
         self.reason = ""
         self.rule_id = 0
@@ -419,8 +421,10 @@ def _act(step: Step, run: _Run) -> int | None:
             amount = None if factor is None else _quantity(kind, step, run) * factor
         run.value = 0.0 if amount is None else amount
         run.reason = f"{step.label}: {_TEXT[kind]}"
+        run.applied = True
     elif kind == "legacy":
         _legacy_act(step, run)
+        run.applied = True
     elif kind == "set_var":
         got = run.number(a.value or 0.0, step, "value")
         if got is not None:
@@ -515,6 +519,7 @@ class _PhaseOutcome:
     undercut: bool
     variables: dict[str, float]
     errors: list[str]
+    applied: bool
 
 
 def evaluate(program: Program, ctx: RuleContext, memory: RuleMemory | None = None
@@ -547,7 +552,7 @@ def evaluate(program: Program, ctx: RuleContext, memory: RuleMemory | None = Non
         reason = f"{reason}; {best.errors[0]}"
     stop_delay = _stop_delay(program.pv, ctx.weekday) if best.surplus else 0.0
     result = RuleResult(limit, best.surplus, stop_delay, reason, best.rule_id, best.undercut,
-                        variables, tuple(best.errors))
+                        variables, tuple(best.errors), best.applied or best.undercut)
     return result, RuleMemory(held, triggers)
 
 
@@ -565,6 +570,7 @@ def _evaluate_phase(program: Program, ctx: RuleContext, memory: RuleMemory,
     reason = ""
     rule_id = 0
     undercut = False
+    applied = False
     errors: list[str] = []
     if program.pv:
         run = _Run(ctx, memory, held, triggers, env, "p")
@@ -573,8 +579,8 @@ def _evaluate_phase(program: Program, ctx: RuleContext, memory: RuleMemory,
         undercut = run.undercut
         rule_id = run.rule_id
         if run.value > NO_SURPLUS:
-            surplus, value = True, max(0.0, run.value)
-            reason = run.reason or "no surplus rule applies"
+            surplus, value, applied = True, max(0.0, run.value), run.applied
+            reason = run.reason or "no PV-surplus rule applies"
     if program.normal:
         env.lb_cur = value
         run = _Run(ctx, memory, held, triggers, env, "n")
@@ -582,10 +588,10 @@ def _evaluate_phase(program: Program, ctx: RuleContext, memory: RuleMemory,
         _run_pass(program.normal, run, phase)
         errors += run.errors
         undercut = undercut or run.undercut
-        if run.fired:
-            surplus, value = False, run.value
+        if run.applied:
+            surplus, value, applied = False, run.value, True
             reason = run.reason or reason
             rule_id = run.rule_id or rule_id
     if variables.get("cm._undercut") is not None:
         undercut = variables["cm._undercut"] > 0
-    return _PhaseOutcome(value, surplus, reason, rule_id, undercut, variables, errors)
+    return _PhaseOutcome(value, surplus, reason, rule_id, undercut, variables, errors, applied)

@@ -84,7 +84,8 @@ Days = Annotated[int, Field(ge=0, le=127)]  # bit0 Monday … bit6 Sunday
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, populate_by_name=True)
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, validate_by_name=True,
+                              validate_by_alias=True, serialize_by_alias=True)
 
 
 class LegacyRule(_Strict):
@@ -222,9 +223,27 @@ def validate_rules(raw: Any) -> list[Rule | LegacyRule]:
     try:
         return _LIST.validate_python(raw)
     except ValidationError as exc:
-        err = exc.errors()[0]
-        where = ".".join(str(p) for p in err["loc"] if p not in ("rule", "legacy"))
-        raise RuleError(f"charging_rules.{where}: {err['msg']}") from None
+        err = exc.errors(include_url=False)[0]
+        message = str(err["msg"]).removeprefix("Value error, ")
+        raise RuleError(f"charging_rules.{error_location(err['loc'])}: {message}") from None
+
+
+_COND_TYPES = {"time", "time_range", "surplus", "grid_import", "grid_export", "solar",
+               "charging_cars", "formula", "input", "always"}
+
+
+def error_location(loc: tuple[int | str, ...]) -> str:
+    """A pydantic error location without the union tags it adds (`0.legacy.days` → `0.days`,
+    `cond.time.start` → `cond.start`)."""
+    out: list[str] = []
+    for i, part in enumerate(loc):
+        before = loc[i - 1] if i else None
+        if isinstance(before, int) and part in ("rule", "legacy"):
+            continue
+        if before == "cond" and part in _COND_TYPES:
+            continue
+        out.append(str(part))
+    return ".".join(out)
 
 
 def rules_to_json(rules: list[Rule | LegacyRule]) -> list[dict[str, Any]]:
