@@ -216,8 +216,7 @@ class RulesStage:
             return evse
         if notes is not None:
             kind = "surplus EVSE" if verdict.surplus else "normal"
-            notes.append(f"{evse.dev_id}: charging rules ({verdict.source}, {kind}): "
-                         f"{verdict.reason}")
+            notes.append(f"{evse.dev_id}: charging rules ({kind}): {verdict.reason}")
         return with_verdict(evse, verdict)
 
     def decide(self, evse: EvseInput, evse_rules: Sequence[Any], user_rules: Sequence[Any],
@@ -267,7 +266,8 @@ def _verdict(result: RuleResult, label: str, evse: EvseInput, ctx: RuleContext
     reason = result.reason
     base = {"limit_ma": limit, "source": label, "variables": result.variables}
     if limit <= 0 or not result.applied:
-        return RulesVerdict(allowed=False, reason=f"{label}: {reason}", **base)
+        return RulesVerdict(allowed=False, surplus=result.surplus, reason=f"{label}: {reason}",
+                            **base)
     if result.surplus:
         return RulesVerdict(max_ma=max(limit, ctx.min_current_ma), surplus=True,
                             stop_delay_s=result.stop_delay_s, reason=f"{label}: {reason}",
