@@ -24,14 +24,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
-from chargebrain.core.rules.expr import CompiledFormula, FormulaEnvLike, FormulaError
-from chargebrain.core.rules.expr import compile_formula as _compile
+from chargebrain.core.formula import Formula, FormulaEnv, FormulaError, compile_formula
 from chargebrain.core.rules.schema import INPUT_RE, LegacyRule, Rule
 
 MAX_STEPS = 1000  # loop guard for `goto`
 NO_SURPLUS = -1.0  # a PV rule's "this EVSE does not take part in surplus charging"
 
-Value = float | CompiledFormula
+Value = float | Formula
 
 
 class PhaseValues(NamedTuple):
@@ -67,7 +66,7 @@ class RuleContext:
     min_current_ma: int = 6000
     max_current_ma: int = 16000
     step_ma: int = 100  # legacy mode 5 rounds the surplus current down to this step
-    env: FormulaEnvLike | None = None
+    env: FormulaEnv | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -168,7 +167,7 @@ class Program:
 def _value(v: float | str | None) -> Value:
     if v is None:
         return 0.0
-    return float(v) if isinstance(v, (int, float)) else _compile(v)
+    return float(v) if isinstance(v, (int, float)) else compile_formula(v)
 
 
 def compile_rules(rules: list[Rule | LegacyRule]) -> Program:
@@ -228,7 +227,7 @@ class _Env:
 
     __slots__ = ("base", "lb_cur", "params", "phase", "rule_val", "vars")
 
-    def __init__(self, base: FormulaEnvLike | None, phase: int, variables: dict[str, float],
+    def __init__(self, base: FormulaEnv | None, phase: int, variables: dict[str, float],
                  params: dict[int, float], lb_cur: float) -> None:
         self.base = base
         self.phase = phase

@@ -31,7 +31,7 @@ from pydantic import (
     model_validator,
 )
 
-from chargebrain.core.rules.expr import FormulaError, compile_formula
+from chargebrain.core.formula import FormulaError, compile_formula
 
 MAX_RULES = 100
 MAX_FORMULA = 1024
