@@ -121,3 +121,29 @@ async def test_a_rule_saying_zero_stops_charging_with_its_reason(site):
     assert body["setpoint"]["current_ma"] == 0
     assert body["demand"]["allowed"] is False
     assert body["demand"]["reason"] == "EVSE rules: rule 4: value"
+
+
+async def test_mode_5_follows_the_previous_plans_surplus_from_a_pushed_grid_meter(site):
+    """The rules see the surplus the last plan measured: 5.52 kW exported on 3 phases →
+    8 A per phase; a surplus EVSE with the rule's udur as its stop delay."""
+    from tests.control.helpers import add, push_meter
+
+    await add(site, dev_id="M3", dev_type="meter_ajax", role=3, com_timeout_ms=60000)
+    status, body = await site.client.get("sim_vehicle", dev_id="E1", plugged=1)
+    assert status == 200, body
+    assert await set_e1_rules(site, [{"mode": 5, "udur": 300}]) == (200, "ok")
+    await push_meter(site, "M3", (-8000, -8000, -8000), power_w=-5520)
+    body = await explain_e1(site)  # no plan before this one: no surplus known yet
+    assert body["demand"]["allowed"] is False
+    assert body["demand"]["reason"] == "EVSE rules: no PV-surplus rule applies"
+    await push_meter(site, "M3", (-8000, -8000, -8000), power_w=-5520)
+    body = await explain_e1(site)
+    assert body["demand"]["allowed"] is True
+    assert body["demand"]["max_current_ma"] == 8000
+    assert body["demand"]["max_reason"] == "EVSE rules: rule #1: solar surplus"
+    assert ("E1: charging rules (surplus EVSE): EVSE rules: rule #1: solar surplus"
+            in body["notes"])
+    record = site.app.cycle.last
+    evse = record.evse("E1")
+    assert evse.surplus and evse.surplus_stop_delay_s == 300
+    assert body["setpoint"]["current_ma"] == 8000  # the planner serves it from the surplus

@@ -28,6 +28,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime, tzinfo
 from typing import Any
 
+from chargebrain.core.formula import FormulaEnv
 from chargebrain.core.rules import (
     PhaseValues,
     Program,
@@ -120,20 +121,23 @@ class SiteView:
 
 
 class _Names:
-    """The formula environment of one evaluation: site names, then local time."""
+    """The formula environment of one evaluation: the cycle's formula environment when there
+    is one, else the site names of the view; then local time (`date.*`)."""
 
-    __slots__ = ("_names", "_time")
+    __slots__ = ("_base", "_names", "_time")
 
-    def __init__(self, names: Mapping[str, float] | None, time: Mapping[str, float]) -> None:
+    def __init__(self, base: FormulaEnv | None, names: Mapping[str, float] | None,
+                 time: Mapping[str, float]) -> None:
+        self._base = base
         self._names = names or {}
         self._time = time
 
     def lookup(self, name: str) -> float | None:
-        got = self._names.get(name)
+        got = self._base.lookup(name) if self._base is not None else self._names.get(name)
         return got if got is not None else self._time.get(name)
 
     def param(self, rule_id: int) -> float | None:
-        return None
+        return self._base.param(rule_id) if self._base is not None else None
 
 
 def _local_time(now_s: float, tz: tzinfo | None) -> tuple[int, int, dict[str, float]]:
@@ -206,11 +210,12 @@ class RulesStage:
     def apply(self, evse: EvseInput, evse_rules: Sequence[Any], *, evse_rules_on: bool = True,
               user_rules: Sequence[Any] = (), user_rules_on: bool = True,
               rules_owner: str = "", view: SiteView | None = None, now_s: float,
-              notes: list[str] | None = None) -> EvseInput:
-        """`evse` with the rules' verdict applied (see the module docstring)."""
+              notes: list[str] | None = None, env: FormulaEnv | None = None) -> EvseInput:
+        """`evse` with the rules' verdict applied (see the module docstring). `env` resolves
+        formula names (M1.current_l1, CM.x …); None = the view's site names."""
         verdict = self.decide(evse, evse_rules if evse_rules_on else (),
                               user_rules if user_rules_on else (), rules_owner,
-                              view or SiteView(), now_s)
+                              view or SiteView(), now_s, env)
         self.last[evse.dev_id] = verdict
         if verdict.limit_ma is None:
             return evse
@@ -220,7 +225,8 @@ class RulesStage:
         return with_verdict(evse, verdict)
 
     def decide(self, evse: EvseInput, evse_rules: Sequence[Any], user_rules: Sequence[Any],
-               rules_owner: str, view: SiteView, now_s: float) -> RulesVerdict:
+               rules_owner: str, view: SiteView, now_s: float,
+               env: FormulaEnv | None = None) -> RulesVerdict:
         """The lower of the EVSE's and the user's/card's rule results."""
         dev_id = evse.dev_id
         if not evse.connected:  # a new session starts with fresh holds and triggers
@@ -228,7 +234,7 @@ class RulesStage:
             self._memory.pop((dev_id, USER), None)
         if not evse_rules and not user_rules:
             return NO_VERDICT
-        ctx = self._context(evse, view, now_s)
+        ctx = self._context(evse, view, now_s, env)
         results: list[tuple[RuleResult, str]] = []
         for owner, rules, label in ((EVSE, evse_rules, "EVSE rules"),
                                     (USER, user_rules, rules_owner or "user rules")):
@@ -245,7 +251,8 @@ class RulesStage:
         result, label = min(results, key=lambda r: r[0].limit_ma or 0)
         return _verdict(result, label, evse, ctx)
 
-    def _context(self, evse: EvseInput, view: SiteView, now_s: float) -> RuleContext:
+    def _context(self, evse: EvseInput, view: SiteView, now_s: float,
+                 env: FormulaEnv | None) -> RuleContext:
         weekday, minute, time_names = _local_time(now_s, self.tz)
         mask = evse.phases_mask & 0b111 or 0b111
         rotation = evse.phase_rotation_deg if evse.phase_rotation_deg in (0, 120, 240) else 0
@@ -256,7 +263,7 @@ class RulesStage:
             grid_w=view.grid_w, solar_w=view.solar_w, voltage_v=view.voltage_v,
             charge_phases=phase_count(mask), phases=phases, num_charging=view.num_charging,
             min_current_ma=evse.min_current_ma, max_current_ma=evse.max_current_ma,
-            env=_Names(view.names, time_names))
+            env=_Names(env, view.names, time_names))
 
 
 def _verdict(result: RuleResult, label: str, evse: EvseInput, ctx: RuleContext
