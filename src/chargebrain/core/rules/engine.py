@@ -158,6 +158,7 @@ class Program:
 
     pv: tuple[Step, ...] = ()
     normal: tuple[Step, ...] = ()
+    per_phase: bool = True  # some rule may give each phase its own result
 
     @property
     def empty(self) -> bool:
@@ -179,7 +180,23 @@ def compile_rules(rules: list[Rule | LegacyRule]) -> Program:
             continue
         step = _legacy_step(index, rule) if isinstance(rule, LegacyRule) else _step(index, rule)
         (pv if step.pv else normal).append(step)
-    return Program(tuple(pv), tuple(normal))
+    steps = pv + normal
+    return Program(tuple(pv), tuple(normal), any(_phase_dependent(s) for s in steps))
+
+
+_PER_PHASE_CONDS = {"surplus", "grid_import", "grid_export", "solar"}
+
+
+def _phase_dependent(step: Step) -> bool:
+    """May this rule differ between phases? (formulas may read `X.current`; without the PV
+    flag measurement conditions and deliver actions read the phase's own value)"""
+    c, a = step.cond, step.action
+    values = (c.start, c.end, c.value, a.value, a.factor, a.duration)
+    if any(v is not None and not isinstance(v, float) for v in values):
+        return True
+    if step.pv or step.legacy:
+        return False
+    return c.kind in _PER_PHASE_CONDS or a.kind in _DELIVER
 
 
 def _step(index: int, rule: Rule) -> Step:
@@ -530,7 +547,8 @@ def evaluate(program: Program, ctx: RuleContext, memory: RuleMemory | None = Non
     held: dict[str, float] = {}
     triggers: dict[str, float] = dict(memory.triggers_s)
     best: _PhaseOutcome | None = None
-    for phase in range(1, max(1, len(ctx.phases)) + 1):
+    phases = max(1, len(ctx.phases)) if program.per_phase else 1
+    for phase in range(1, phases + 1):
         outcome = _evaluate_phase(program, ctx, memory, held, triggers, phase)
         if best is None or outcome.value < best.value:
             best = outcome
