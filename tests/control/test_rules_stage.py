@@ -122,3 +122,24 @@ def test_a_surplus_rule_below_the_minimum_leaves_the_start_to_the_planner():
     site, result = _plan(2760)  # 4 A per phase on 3 phases
     out = stage().apply(EVSE, rules, view=SiteView.from_plan(site, result, NOON), now_s=NOON)
     assert out.allowed and out.surplus and out.max_current_ma == 6000
+
+
+def test_the_gate_hands_on_the_cards_rules_before_the_users():
+    from chargebrain.users.gate import EvseAuth, gate
+    from chargebrain.users.model import Rfid, User
+    from chargebrain.users.sessions import Session
+
+    card_rules = ({"mode": 0, "current": 7000},)
+    user_rules = ({"mode": 0, "current": 9000},)
+    ann = User(id="1", name="Ann", charging_rules=user_rules,
+               rfids=(Rfid(id="4711", name="Blue", charging_rules=card_rules),
+                      Rfid(id="4712")))
+    users = {"1": ann}
+    evse = EvseAuth("E1", users=("1",))
+    by_card = gate(evse, Session("E1", 0, user_id="1", rfid="4711"), users, {}, 0, UTC)
+    assert (by_card.rules, by_card.rules_owner) == (card_rules, "RFID card Blue")
+    plain_card = gate(evse, Session("E1", 0, user_id="1", rfid="4712"), users, {}, 0, UTC)
+    assert (plain_card.rules, plain_card.rules_owner) == (user_rules, "user Ann")
+    off = gate(evse, Session("E1", 0, user_id="1", rfid="4711", evse_rules_off=True,
+                             user_rules_off=True), users, {}, 0, UTC)
+    assert (off.evse_rules, off.user_rules) == (False, False)
