@@ -32,6 +32,7 @@ from chargebrain.ocpp import CentralSystem
 from chargebrain.ocpp.auth import TagAuthority
 from chargebrain.params import Params
 from chargebrain.powerbrain import PowerBrain
+from chargebrain.recorder.recorder import UsageRecorder
 from chargebrain.sim.demo import DemoSite
 from chargebrain.state import StatePublisher, StateSource
 from chargebrain.store.db import Store
@@ -113,6 +114,12 @@ class ChargeBrain:
         self.mqtt = MqttBridge(self.params, self.state, self.devices, CnfDispatcher(self),
                                min_interval_s=self.cycle.period_s)
         self.transactions.on_finished.append(self.mqtt.ta_finished)
+        # usage graphs (recorder/): samples of the snapshot every rec_interval_s, written by a
+        # thread of its own; the cycle never waits on it
+        self.recorder = UsageRecorder(self.store.path,
+                                      lambda: self.state.current().dev_info_value(),
+                                      self.devices.clock,
+                                      lambda: int(self.params["rec_interval_s"]))
         self.demo: DemoSite | None = None  # the --demo simulation (sim/demo.py)
         self.dashboard = Dashboard(self.state, self.auth, self.params)
         self._runner: web.AppRunner | None = None
@@ -144,10 +151,12 @@ class ChargeBrain:
             await self.demo.install()
         self.cycle.start()
         self.mqtt.start()
+        self.recorder.start()
 
     async def stop(self) -> None:
         await self.mqtt.stop()  # `offline` on the availability topic
         await self.cycle.stop()  # leaves the wallboxes as disable_policy says
+        await self.recorder.stop()  # stores what is queued
         if self.demo is not None:
             await self.demo.close()
         for task in self._tasks:

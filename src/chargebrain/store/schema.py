@@ -85,7 +85,7 @@ MIGRATIONS: list[tuple[str, str]] = [
         """
         CREATE TABLE usage_series (
             id INTEGER PRIMARY KEY,
-            key TEXT NOT NULL UNIQUE   -- dev_id (E1, M2) or site.grid / site.pv / site.house / site.cars
+            key TEXT NOT NULL UNIQUE   -- dev_id (E1, M2), or site.grid/pv/house/cars
         );
         CREATE TABLE usage_raw (       -- one row per recording tick (~10 s), kept for a day or two
             series INTEGER NOT NULL,
