@@ -137,7 +137,8 @@ class ChargeBrain:
                                                         self.settings.modbus_port)
             await self.modbus_server.start()
         self._tasks.append(asyncio.create_task(self.powerbrain.run(), name="powerbrain-tick"))
-        pages = [*self.dashboard.routes(), *sim_routes(self.auth)]
+        pages = [*self.dashboard.routes(), *self.dashboard.chart_routes(),
+                 *sim_routes(self.auth)]
         self._runner = web.AppRunner(build_web_app(self, pages), access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.settings.host, self.settings.port)

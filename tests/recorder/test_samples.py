@@ -59,3 +59,22 @@ def test_a_counter_that_goes_back_falls_back_to_power_and_the_clock_never_goes_b
     assert meter.samples(110, [Measurement("E1", 1800, import_wh=4)]) == []
     (next_one,) = meter.samples(120, [Measurement("E1", 1800, import_wh=6)])
     assert next_one.energy_mwh == 3000
+
+
+def test_a_sample_older_than_the_rolled_up_buckets_is_refused(tmp_path):
+    from chargebrain.recorder.samples import Sample
+    from chargebrain.recorder.storage import UsageDb
+    from chargebrain.store.db import Store
+
+    store = Store.open(tmp_path)
+    db = UsageDb(store.path)
+    db.write([Sample(t, Measurement("M1", 100), 1000) for t in range(0, 200, 10)])
+    assert db.done[60] == 180
+    db.write([Sample(175, Measurement("M2", 100), 1000), Sample(185, Measurement("M2", 1), 7)])
+    assert db.late == 1
+    db.write([Sample(250, Measurement("M2", 1), 5)])
+    rows = db.conn.execute("SELECT s.key, a.t, a.n, a.energy_mwh FROM usage_agg a JOIN"
+                           " usage_series s ON s.id = a.series WHERE tier = 60").fetchall()
+    assert sorted(rows) == [("M1", 0, 6, 6000), ("M1", 60, 6, 6000), ("M1", 120, 6, 6000),
+                            ("M1", 180, 2, 2000), ("M2", 180, 1, 7)]
+    store.close()

@@ -47,6 +47,7 @@ class UsageDb:
         self.done: dict[int, int] = dict(self.conn.execute(
             "SELECT tier, done_t FROM usage_rollup"))
         self.newest_s = self.read_newest_s()
+        self.late = 0  # samples refused: older than the first rolled-up bucket
 
     def read_newest_s(self) -> int | None:
         """The newest sample's time as the database has it (None: nothing recorded)."""
@@ -82,7 +83,16 @@ class UsageDb:
     # -- writing ------------------------------------------------------------------------------
 
     def write(self, samples: list[Sample]) -> None:
-        """Store a batch of samples and roll up what it closes, in one transaction."""
+        """Store a batch of samples and roll up what it closes, in one transaction. Samples
+        come in time order (a tick holds every series); one older than a bucket that is
+        rolled up already is refused (counted in `late`), so every tier keeps the raw
+        energy exactly."""
+        first_open = self.done.get(ROLLUPS[0].bucket_s, 0)
+        if any(s.t_s < first_open for s in samples):
+            # before a bucket that is rolled up already: the tiers would disagree with raw
+            kept = [s for s in samples if s.t_s >= first_open]
+            self.late += len(samples) - len(kept)
+            samples = kept
         if not samples:
             return
         self.conn.execute("BEGIN IMMEDIATE")
