@@ -96,6 +96,8 @@ function draw(answer) {
     state.plot.setData(data);
   }
   state.plot.setScale("x", {min: answer.from, max: answer.to});
+  // the CSV link pins the span shown, so it downloads exactly these rows' buckets
+  $("#csv").href = usageQuery(answer.dev_id, answer.span, answer.to - 1, "csv");
   const chart = $("#chart");
   Object.assign(chart.dataset, {dev: answer.dev_id, span: answer.span, bucket: answer.bucket_s,
                                 rows: answer.rows.length});
