@@ -8,6 +8,7 @@ import asyncio
 import csv
 import io
 import logging
+import threading
 import time
 
 import pytest
@@ -131,3 +132,32 @@ async def test_a_failing_disk_is_logged_once_and_contained(tmp_path, caplog):
     errors = [r for r in caplog.records if r.name.startswith("chargebrain.recorder")]
     assert len(errors) == 1 and "storing measurements failed" in errors[0].getMessage()
     await asyncio.sleep(0)
+
+
+async def test_the_cycle_and_the_api_do_not_wait_for_a_stuck_disk(tmp_path, monkeypatch):
+    release = threading.Event()
+    real_write = UsageDb.write
+
+    def stuck_write(self, samples):
+        release.wait(30)  # the disk hangs until released
+        real_write(self, samples)
+
+    monkeypatch.setattr(UsageDb, "write", stuck_write)
+    async with running_app(tmp_path / "data", cycle_ms=200) as cb:
+        assert (await cb.client.post("set_params", {"rec_interval_s": 1}))[0] == 200
+        recorder = cb.app.recorder
+        await wait_until(lambda: _true(recorder.ticks >= 1), timeout_s=10)
+        cycles = cb.app.cycle.count
+        await wait_until(lambda: _true(recorder.ticks >= 4), timeout_s=15)
+        assert recorder.stored == 0  # everything waits in the queue …
+        # … while the cycle goes on (3 s at 200 ms: about 15 cycles) and the API answers
+        assert cb.app.cycle.count - cycles >= 5
+        assert (await cb.client.get("get_dev_info"))[0] == 200
+        assert (await cb.client.get("get_usage", dev_id="site", span="hour"))[0] == 200
+        release.set()
+        await recorder.flush()
+        assert recorder.stored == recorder.ticks and recorder.dropped == 0
+
+
+async def _true(value: bool) -> bool:
+    return value
