@@ -56,6 +56,7 @@ class UsageRecorder:
         self._read_lock = threading.Lock()
         self._failing = False
         self._overflowing = False
+        self._last_tick_s: int | None = None
 
     # -- life cycle ---------------------------------------------------------------------------
 
@@ -96,8 +97,13 @@ class UsageRecorder:
                 log.exception("usage recorder: reading the state failed")
 
     def tick(self) -> None:
-        """Queue the measurements of now (cheap; never waits for the disk)."""
-        self._put((round(self.clock()), measurements(self.read_dev_info())))
+        """Queue the measurements of now (cheap; never waits for the disk). A second tick
+        in the same second (a timer that woke a little early) is skipped."""
+        t_s = round(self.clock())
+        if t_s == self._last_tick_s:
+            return
+        self._last_tick_s = t_s
+        self._put((t_s, measurements(self.read_dev_info())))
         self.ticks += 1
 
     def _put(self, item: Tick | None) -> None:
