@@ -78,3 +78,16 @@ def test_a_sample_older_than_the_rolled_up_buckets_is_refused(tmp_path):
     assert sorted(rows) == [("M1", 0, 6, 6000), ("M1", 60, 6, 6000), ("M1", 120, 6, 6000),
                             ("M1", 180, 2, 2000), ("M2", 180, 1, 7)]
     store.close()
+
+
+def test_a_counter_that_jumps_to_another_source_is_no_energy_spike():
+    """An EVSE whose attached meter fails shows its own counter (much lower), then the
+    meter's again: neither step is energy; the power is integrated instead."""
+    meter = EnergyMeter(max_gap_s=30)
+    meter.samples(0, [Measurement("E1", 11000, import_wh=50_000)])
+    (down,) = meter.samples(10, [Measurement("E1", 11000, import_wh=2_000)])
+    (up,) = meter.samples(20, [Measurement("E1", 11000, import_wh=50_061)])
+    assert down.energy_mwh == up.energy_mwh == round(11000 * 10 / 3.6)
+    # a long gap with charging in it still counts what the counter says
+    (after_gap,) = meter.samples(3620, [Measurement("E1", 0, import_wh=61_061)])
+    assert after_gap.energy_mwh == 11_000_000

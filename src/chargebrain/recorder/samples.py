@@ -4,8 +4,9 @@ A tick turns the get_dev_info answer into one `Measurement` per enabled, answeri
 (groups included: their sums) and four site series (`site.grid`, `site.pv`, `site.house`,
 `site.cars`, from the params object). `EnergyMeter` then gives each measurement the energy of
 the interval since the previous one of its series, in mWh (integers, so buckets sum exactly):
-the counter difference (import − export) where the device has counters, else the power
-integrated over the interval (trapezoid, capped at `max_gap_s` so an outage is not filled in).
+the counter difference (import − export) where the device has counters and the step is
+plausible, else the power integrated over the interval (trapezoid, capped at `max_gap_s` so an
+outage is not filled in).
 """
 
 from __future__ import annotations
@@ -18,6 +19,10 @@ SITE_SERIES = ("grid", "pv", "house", "cars")
 SITE = "site"
 PRODUCTION_ROLE = 2
 STATE_OFFLINE = 6
+# A counter step is energy only while the power it implies is plausible: at most 3 × the
+# larger of the two measured powers, or 50 kW (a long gap spans charging we did not see).
+JUMP_FACTOR = 3
+PLAUSIBLE_W = 50_000
 
 
 def site_key(part: str) -> str:
@@ -114,8 +119,13 @@ class EnergyMeter:
             return 0  # the first sample of a series opens it; there is no interval yet
         has_counters = (m.import_wh or m.export_wh) and (prev.import_wh or prev.export_wh)
         d_import, d_export = m.import_wh - prev.import_wh, m.export_wh - prev.export_wh
+        dt_s = t_s - prev.t_s
         if has_counters and d_import >= 0 and d_export >= 0:
-            return (d_import - d_export) * 1000
-        # no counters, or a counter went back (meter replaced): integrate the power
-        dt_s = min(t_s - prev.t_s, self.max_gap_s)
+            implied_w = (d_import + d_export) * 3600 / dt_s
+            if implied_w <= max(JUMP_FACTOR * max(abs(prev.power_w), abs(m.power_w)),
+                                PLAUSIBLE_W):
+                return (d_import - d_export) * 1000
+        # no counters, a counter that went back (meter replaced) or jumped (another counter
+        # took over: an attached meter failed, a group gained a member): integrate the power
+        dt_s = min(dt_s, self.max_gap_s)
         return round((prev.power_w + m.power_w) / 2 * dt_s / 3.6)
