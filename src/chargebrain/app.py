@@ -76,7 +76,7 @@ class ChargeBrain:
         self.params = Params(self.store)
         self.auth = Authenticator(self.store, self.params)
         # CM variables (set_cm_vars/get_cm_vars; CM.<name> in formulas): cmvars.py
-        self.cm_vars = CmVars(self.store)
+        self.cm_vars = CmVars(self.store, params=self.params)
         # configured devices with their drivers and runtime status (devices/registry.py)
         self.ocpp: CentralSystem | None = None  # the OCPP server (chargebrain/ocpp), if on
         self.devices = DeviceRegistry(self.store,
@@ -109,6 +109,8 @@ class ChargeBrain:
                                   hook=UsersLink(self.users, self.transactions),
                                   period_ms=settings.cycle_ms,
                                   after_cycle=[self.state.mark_changed])
+        # formulas read the CM variables; CM formula variables are evaluated with the live names
+        self.cycle.formulas.attach(self.cm_vars)
         # the MQTT API and Home Assistant discovery (mqtt/): fed by app.state, never waited on
         self.mqtt = MqttBridge(self.params, self.state, self.devices, CnfDispatcher(self),
                                min_interval_s=self.cycle.period_s)

@@ -25,6 +25,7 @@ from pydantic import (
     model_validator,
 )
 
+from chargebrain.core.formula import FormulaError, compile_formula
 from chargebrain.devices import types
 from chargebrain.devices.types import Family, Kind
 from chargebrain.modbus import address as modbus_address
@@ -63,9 +64,28 @@ def _int_or_formula(value: Any) -> int | str:
         except ValueError:
             if not text or len(text) > MAX_FORMULA:
                 raise ValueError("must be a number or a formula") from None
-            return text
+            return check_formula(text)
         return _int_or_formula(number)
     raise ValueError("must be a number or a formula")
+
+
+def check_formula(text: str) -> str:
+    """A formula that compiles (core.formula), else ValueError with its position."""
+    try:
+        compile_formula(text)
+    except FormulaError as err:
+        raise ValueError(str(err)) from None
+    return text
+
+
+def _formula_or_empty(value: Any) -> str:
+    """An expression meter field: "" (not computed) or a formula that compiles."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        value = repr(value)
+    if not isinstance(value, str):
+        raise ValueError("must be a formula string")
+    text = value.strip()
+    return check_formula(text) if text else ""
 
 
 def _user_ids(value: Any) -> Any:
@@ -76,6 +96,7 @@ def _user_ids(value: Any) -> Any:
 
 
 CurrentOrFormula = Annotated[int | str, BeforeValidator(_int_or_formula)]
+FormulaText = Annotated[str, BeforeValidator(_formula_or_empty)]
 Text = Annotated[str, Field(max_length=MAX_TEXT)]
 Flag = Annotated[int, Field(ge=0, le=1)]
 PhaseMask = Annotated[int, Field(ge=0, le=7)]
@@ -202,6 +223,20 @@ class SimMeterConfig(MeterConfig):
     sim_power_w: int = Field(0, ge=-10_000_000, le=10_000_000)
 
 
+class ExpressionMeterConfig(MeterConfig):
+    """An expression meter (`meter_expression`): every field a formula, "" = not computed
+    (devices/drivers/expression.py; docs/formulas.md). Bare names are the meter's own previous
+    values, `dt` the seconds since its last computation."""
+
+    expr_current_l1: FormulaText = ""  # mA; L2/L3 reuse it when they are empty
+    expr_current_l2: FormulaText = ""
+    expr_current_l3: FormulaText = ""
+    expr_power_w: FormulaText = ""  # W; empty: from the currents and the system voltage
+    expr_import_wh: FormulaText = ""  # Wh; empty: the power integrated over time
+    expr_export_wh: FormulaText = ""
+    expr_soc: FormulaText = ""  # %; empty: no state of charge
+
+
 DeviceConfig = EvseConfig | GroupConfig | MeterConfig
 SECRET_FIELDS = ("password",)  # stored, never shown back (get_devices, get_dev_info)
 
@@ -221,6 +256,8 @@ def model_for(dev_type: str) -> type[CommonConfig]:
         return EvseConfig
     if info.family is Family.SIM:
         return SimMeterConfig
+    if info.family is Family.EXPRESSION:
+        return ExpressionMeterConfig
     return MeterConfig
 
 
@@ -242,7 +279,7 @@ def defaults_for(dev_type: str, dev_id: str) -> dict[str, Any]:
         out.update(name="HTTP Input", com_timeout_ms=30000, id=0)
     elif info is not None and info.family is Family.SIM:
         out.update(name="Sim-Wallbox" if info.kind is Kind.EVSE else "Sim-Meter", id=0)
-    elif info is not None and info.family is Family.VIRTUAL:
+    elif info is not None and info.family in (Family.VIRTUAL, Family.EXPRESSION):
         out.update(name=info.label, id=0)
     elif info is not None and info.family is Family.MODBUS_DEF:
         out.update(name=info.label, id=1)
