@@ -79,7 +79,7 @@ def check_formula(name: str, text: str, *, compiles: bool = True) -> str:
         raise CmVarError(f"{name}: formula contains control characters")
     if compiles:
         try:
-            compile_formula(formula)
+            compile_formula(text)  # positions count in the text as given
         except FormulaError as err:
             raise CmVarError(f"{name}: {err}") from None
     return formula

@@ -91,12 +91,12 @@ def validate_value(spec: ParamSpec, value: Any) -> Any:
         if len(value) > spec.max_len:
             raise ParamError(f"{name} is longer than {spec.max_len} characters")
         if spec.formula:
-            return _check_formula(name, value.strip()) if value.strip() else ""
+            return _check_formula(name, value) if value.strip() else ""
         return value
     if spec.kind is object and isinstance(value, str) and not _is_number_text(value):
         if not value.strip() or len(value) > spec.max_len:
             raise ParamError(f"{name} must be a number or a formula")
-        return _check_formula(name, value.strip())
+        return _check_formula(name, value)
     number = _to_int(name, value)
     if spec.min is not None and number < spec.min:
         raise ParamError(f"{name} must be at least {spec.min:g}")
@@ -106,12 +106,13 @@ def validate_value(spec: ParamSpec, value: Any) -> Any:
 
 
 def _check_formula(name: str, text: str) -> str:
-    """A formula that compiles, else ParamError with the position."""
+    """The formula, trimmed, when it compiles; else ParamError with the position (counted in
+    the text as given)."""
     try:
         compile_formula(text)
     except FormulaError as err:
         raise ParamError(f"{name}: {err}") from None
-    return text
+    return text.strip()
 
 
 def _is_number_text(text: str) -> bool:

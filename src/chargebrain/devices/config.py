@@ -64,7 +64,8 @@ def _int_or_formula(value: Any) -> int | str:
         except ValueError:
             if not text or len(text) > MAX_FORMULA:
                 raise ValueError("must be a number or a formula") from None
-            return check_formula(text)
+            check_formula(value)  # positions count in the text as given
+            return text
         return _int_or_formula(number)
     raise ValueError("must be a number or a formula")
 
@@ -84,8 +85,10 @@ def _formula_or_empty(value: Any) -> str:
         value = repr(value)
     if not isinstance(value, str):
         raise ValueError("must be a formula string")
-    text = value.strip()
-    return check_formula(text) if text else ""
+    if not value.strip():
+        return ""
+    check_formula(value)  # positions count in the text as given
+    return value.strip()
 
 
 def _user_ids(value: Any) -> Any:
