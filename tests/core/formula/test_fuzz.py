@@ -21,7 +21,8 @@ ENV = DictEnv(NAMES, params={1: 42.0})
 FUZZ = settings(max_examples=400, deadline=None,
                 suppress_health_check=[HealthCheck.too_slow])
 
-TOKENS = ["1", "0", "2.5", ".5", "1e3", "1e308", "0x1F", "x", "y", "z", "M1.current_l1",
+TOKENS = ["1", "0", "2.5", ".5", "1e3", "1e308", "1.7976931348623157e308", "0x1F", "x", "y",
+          "z", "M1.current_l1",
           "CM.big", "nope", "+", "-", "*", "/", "%", "^", "&", "|", "&&", "||", "!", "==",
           "!=", "<", "<=", ">", ">=", "?", ":", "(", ")", ",", "min", "max", "abs", "clamp",
           "round", "sqrt", "exists", "param", "foo", ".", "=", " ", "$", "e"]
@@ -63,7 +64,8 @@ BINARY_PREC = {"||": 1, "&&": 2, "|": 3, "&": 4, "==": 5, "!=": 5, "<": 6, "<=":
 UNARY_PREC, TERNARY_PREC, ATOM_PREC = 9, 0, 11
 
 leaves = st.one_of(
-    st.sampled_from([0.0, 1.0, 2.0, 0.5, 3.0, 10.0, 1e3, 1e300]).map(lambda v: ("num", v)),
+    st.sampled_from([0.0, 1.0, 2.0, 0.5, 3.0, 10.0, 1e3, 1e300, 1.7976931348623157e308,
+                     2.0 ** 970]).map(lambda v: ("num", v)),
     st.sampled_from([*sorted(NAMES), "nope"]).map(lambda n: ("name", n)),
 )
 small = st.sampled_from([0.0, 1.0, 2.0, 3.0, 5.0]).map(lambda v: ("num", v))
@@ -186,7 +188,10 @@ def ref(node: tuple) -> float:
     a = ref(node[2])
     b = ref(node[3])
     if op in ("&", "|"):
-        return float(int(a) & int(b) if op == "&" else int(a) | int(b))
+        try:
+            return float(int(a) & int(b) if op == "&" else int(a) | int(b))
+        except OverflowError:  # the OR of two numbers near the float maximum
+            raise RefError from None
     compare = {"==": a == b, "!=": a != b, "<": a < b, "<=": a <= b, ">": a > b, ">=": a >= b}
     if op in compare:
         return float(compare[op])

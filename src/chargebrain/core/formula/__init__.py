@@ -440,14 +440,22 @@ def _arith(op: str, a: Fn, b: Fn, pos: int) -> Fn:
 
 
 def _bitwise(op: str, a: Fn, b: Fn, pos: int) -> Fn:
+    """& | on the integer parts; the result must fit a float again (the OR of two numbers
+    near the float maximum may not)."""
     def to_int(x: float) -> int:
         try:
             return int(x)
         except (ValueError, OverflowError):
             raise _range_error(pos) from None
+
+    def to_float(n: int) -> float:
+        try:
+            return float(n)
+        except OverflowError:
+            raise _range_error(pos) from None
     if op == "&":
-        return lambda env: float(to_int(a(env)) & to_int(b(env)))
-    return lambda env: float(to_int(a(env)) | to_int(b(env)))
+        return lambda env: to_float(to_int(a(env)) & to_int(b(env)))
+    return lambda env: to_float(to_int(a(env)) | to_int(b(env)))
 
 
 def _call(func: str, args: tuple[Fn, ...], raw: tuple[tuple, ...], pos: int) -> Fn:
@@ -576,7 +584,7 @@ def _fold(fn: Fn, const: bool) -> tuple[Fn, float | None]:
         return fn, None
     try:
         value = fn(_NO_ENV)  # type: ignore[arg-type]
-    except (FormulaError, LookupError):
+    except (FormulaError, LookupError, ArithmeticError, ValueError, TypeError):
         return fn, None
     value = float(value)
     return _const(value), value
