@@ -230,7 +230,7 @@ def test_values_from_the_env_that_are_not_finite_are_refused() -> None:
 
 def test_env_values_that_are_not_numbers_are_formula_errors() -> None:
     env = DictEnv({"a": "text"})  # type: ignore[dict-item]
-    for text in ("a + 1", "a < 1", "-a"):
+    for text in ("a + 1", "a < 1", "-a", "a", "min(a, 1)", "round(a)"):
         with pytest.raises(FormulaError):
             evaluate(text, env)
 

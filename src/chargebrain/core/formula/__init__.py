@@ -605,6 +605,8 @@ class Formula:
     def evaluate(self, env: FormulaEnv) -> float:
         try:
             r = self._fn(env)
+            if -_FLOAT_MAX <= r <= _FLOAT_MAX:
+                return float(r)
         except FormulaError:
             raise
         except RecursionError:
@@ -612,8 +614,6 @@ class Formula:
         except (ArithmeticError, ValueError, TypeError) as err:
             # an environment that handed back something that is not a number
             raise FormulaError(f"cannot evaluate ({type(err).__name__})") from None
-        if -_FLOAT_MAX <= r <= _FLOAT_MAX:
-            return float(r)
         raise FormulaError("result is not a finite number")
 
     def __repr__(self) -> str:
