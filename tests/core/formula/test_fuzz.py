@@ -287,3 +287,36 @@ def test_operator_chains_follow_the_precedence_table(chain: list[tuple[str, tupl
     assert (want is None) == (got is None), (text, want, got)
     if want is not None and got is not None:
         assert math.isclose(got, want, rel_tol=1e-9, abs_tol=1e-12), (text, want, got)
+
+
+# -- any float from the environment ---------------------------------------------------------------
+
+env_values = st.one_of(st.none(), st.floats(allow_nan=True, allow_infinity=True))
+
+
+class _RandomEnv:
+    def __init__(self, values: dict[str, float | None]) -> None:
+        self.values = values
+
+    def lookup(self, name: str) -> float | None:
+        return self.values.get(name)
+
+    def param(self, rule_id: int) -> float | None:
+        return self.values.get("x")
+
+
+@FUZZ
+@given(st.one_of(trees, operator_trees), st.dictionaries(st.sampled_from(sorted(NAMES)),
+                                                         env_values))
+def test_any_float_from_the_env_gives_a_finite_result_or_a_formula_error(
+        tree: tuple, values: dict[str, float | None]) -> None:
+    text = render(tree, True)
+    try:
+        formula = compile_formula(text)
+    except FormulaError:
+        return
+    try:
+        value = formula.evaluate(_RandomEnv(values))
+    except FormulaError:
+        return
+    assert type(value) is float and math.isfinite(value)
