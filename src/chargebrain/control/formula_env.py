@@ -59,33 +59,50 @@ GLOBAL_METERS = ("grid_demand", "consumed", "produced", "consumed_evse", "availa
 # -- environments ---------------------------------------------------------------------------------
 
 class LiveEnv:
-    """A FormulaEnv over one snapshot of values, with CM formula variables evaluated lazily."""
+    """A FormulaEnv over one snapshot of values, with CM formula variables evaluated lazily.
 
-    __slots__ = ("_cache", "_formulas", "_params", "_resolving", "_values")
+    `loader(prefix)` supplies the values of a name's first part on its first lookup (a
+    device's members: `m5` → `m5.power_w` …), so an environment costs nothing for the devices
+    no formula reads."""
+
+    __slots__ = ("_cache", "_formulas", "_loaded", "_loader", "_params", "_resolving",
+                 "_values")
 
     def __init__(self, values: dict[str, float], formulas: Mapping[str, str] | None = None,
-                 params: Mapping[int, float] | None = None) -> None:
+                 params: Mapping[int, float] | None = None,
+                 loader: Callable[[str], Mapping[str, float]] | None = None) -> None:
         self._values = values  # lowercased name → value
         self._formulas = formulas or {}  # "cm.<name>" → formula text of formula variables
         self._params = params or {}
+        self._loader = loader
+        self._loaded: set[str] = set()
         self._cache: dict[str, float] = {}
         self._resolving: set[str] = set()
 
     def lookup(self, name: str) -> float | None:
         value = self._values.get(name)
-        if value is not None or name not in self._formulas:
+        if value is not None:
             return value
-        return self._variable(name)
+        if name in self._formulas:
+            return self._variable(name)
+        if self._loader is not None:
+            prefix, dot, _ = name.partition(".")
+            if dot and prefix not in self._loaded:
+                self._loaded.add(prefix)
+                self._values.update(self._loader(prefix))
+                return self._values.get(name)
+        return None
 
     def param(self, rule_id: int) -> float | None:
         return self._params.get(rule_id)
 
     def values(self) -> dict[str, float]:
-        """The plain values (formula variables not included)."""
+        """The plain values loaded so far (formula variables not included)."""
         return dict(self._values)
 
     def update(self, values: Mapping[str, float]) -> None:
         """New plain values (a device computed during the cycle, e.g. an expression meter)."""
+        self._loaded.update(name.partition(".")[0] for name in values)
         self._values.update(values)
         self._cache.clear()
 
@@ -336,10 +353,15 @@ class FormulaNames:
         """The names as they are now (or at `now_s`)."""
         now = self.clock() if now_s is None else now_s
         voltage = int(self.params["system_voltage"])
+        registry = self.registry
+        maxima = self.max_currents_ma
+
+        def load_device(prefix: str) -> Mapping[str, float]:
+            device = registry.get(prefix.upper())
+            if device is None:
+                return {}
+            return device_values(device, registry, now, voltage, maxima.get(device.dev_id))
         values: dict[str, float] = {}
-        for device in self.registry.all():
-            values.update(device_values(device, self.registry, now, voltage,
-                                        self.max_currents_ma.get(device.dev_id)))
         values.update(global_meter_values(self.flows, self.registry, voltage))
         values.update(date_values(now, self.tz))
         formulas: dict[str, str] = {}
@@ -353,10 +375,10 @@ class FormulaNames:
                     formulas[key] = expr
                 else:
                     values[key] = float(expr)
-        values.update(self.predefined(values))
-        return LiveEnv(values, formulas)
+        values.update(self.predefined())
+        return LiveEnv(values, formulas, loader=load_device)
 
-    def predefined(self, values: Mapping[str, float] | None = None) -> dict[str, float]:
+    def predefined(self) -> dict[str, float]:
         """The `CM._*` values."""
         charging = _count_charging(self.registry)
         site = self.site_limit_ma
