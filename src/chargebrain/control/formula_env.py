@@ -8,7 +8,7 @@ variables, the params and the clock. The names (all lowercased when looked up):
   `current` (the phase being evaluated, see `PhaseEnv`), `power_w`, `import_wh`,
   `export_wh`, `com_err` (0/1), `com_err2` (1 after 12 s of outage), `id`; meters add `soc`
   where known; EVSEs add `offered`, `state` (1–5, 6 while offline), `min_current`,
-  `max_current`, `cphases` (phases drawing now), `pphases` (phases booked for the car),
+  `max_current` (a formula maximum: its last value), `cphases` (phases drawing now),
   `txn_energy`, `charging_dur`. A device that never delivered a reading has only `com_err`,
   `com_err2` and `id`, so a formula reading it fails (safe side) instead of reading zeros.
   Groups (`E<n>` of an `evse_group`) have `max_current`.
@@ -16,6 +16,7 @@ variables, the params and the clock. The names (all lowercased when looked up):
   `consumed`, `produced`, `consumed_evse`, `available_evse`, `surplus`, `storage_home`,
   `storage_all`, `error`, each with `power_w`, `current`, `current_l1..3` (mA, measured for
   grid demand and EVSE draw, else the power spread over three phases).
+  Device members are loaded on their first lookup (`LiveEnv`'s loader).
 - `CM.<name>`: the CM variables (a formula variable is evaluated when read, at most once per
   environment; a variable that reads itself is an error) and the predefined
   `CM._num_charging`, `_num_charging1`, `_max_total_current`, `_max_total_evse_current`,
