@@ -137,7 +137,9 @@ def tokenize(text: str) -> list[tuple[str, object, int]]:
 # ("and"/"or", a, b), ("tern", c, a, b), ("call", func, args, names); each with its position
 # last. They are what the parser makes and what the compiler turns into closures.
 
-_BINARY = {  # operator → (precedence, right-associative)
+# operator → (precedence, right-associative); unary operators bind tighter than all of them
+# (`_Parser.unary`), the ternary looser (`_Parser.expr`)
+_BINARY = {
     "||": (1, False), "&&": (2, False), "|": (3, False), "&": (4, False),
     "==": (5, False), "!=": (5, False),
     "<": (6, False), "<=": (6, False), ">": (6, False), ">=": (6, False),
@@ -145,7 +147,6 @@ _BINARY = {  # operator → (precedence, right-associative)
     "*": (8, False), "/": (8, False), "%": (8, False),
     "^": (10, True),
 }
-_UNARY_PREC = 9  # binds tighter than * but looser than ^ ... see _Parser.unary
 ARITY = {"min": (1, None), "max": (1, None), "abs": (1, 1), "clamp": (3, 3), "round": (1, 1),
          "sqrt": (1, 1), "exists": (1, 1), "param": (1, 1)}
 
