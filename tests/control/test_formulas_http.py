@@ -255,3 +255,19 @@ async def test_a_failing_expression_meter_is_a_com_error(site):
     assert info["com_err"] is True
     assert info["last_error"] == ("expression meter: formula: power_w: unknown name m9.power_w "
                                   "at 0")
+
+
+async def test_the_writable_predefined_percentage_limits_the_plan(site):
+    e2 = await charging_car(site, max_charging_cur=32000)
+    await set_params(site, max_total_current=20000)
+    await site.app.cycle.run_once()
+    assert setpoint(site, e2) == 20000
+    await cm_var(site, "_max_total_current_prc", "50")
+    await site.app.cycle.run_once()
+    assert setpoint(site, e2) == 10000
+    # and formulas read it
+    await add(site, dev_id=e2, dev_type="evse_sim",
+              max_charging_cur="CM._max_total_current_prc * 150")
+    plug_sim(site, e2, phases=3, max_current_ma=32000)
+    await site.app.cycle.run_once()
+    assert setpoint(site, e2) == 7500
