@@ -271,3 +271,19 @@ async def test_the_writable_predefined_percentage_limits_the_plan(site):
     plug_sim(site, e2, phases=3, max_current_ma=32000)
     await site.app.cycle.run_once()
     assert setpoint(site, e2) == 7500
+
+
+async def test_charging_rule_formulas_read_cm_variables(site):
+    """The cycle hands its formula names to the charging rules: a legacy mode-0 rule whose
+    `expr` reads a CM variable follows set_cm_vars."""
+    rule = {"days": 127, "mode": 0, "current": 0, "enabled": True, "udur": 0, "time": 0,
+            "dur": 1440, "expr": "CM.rule_ma", "input": "", "price_level": 0, "solar": 0}
+    e2 = await charging_car(site, max_charging_cur=32000, charging_rules=[rule])
+    await set_params(site, max_total_current=32000)
+    await cm_var(site, "rule_ma", "9000")
+    await site.app.cycle.run_once()
+    assert setpoint(site, e2) == 9000
+    await cm_var(site, "rule_ma", "13000")
+    site.clock.advance(3)
+    await site.app.cycle.run_once()
+    assert setpoint(site, e2) == 13000
