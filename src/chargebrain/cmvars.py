@@ -187,7 +187,7 @@ class CmVars:
 
     def predefined_list(self) -> list[dict[str, Any]]:
         """The predefined variables as `{"name", "value", "writable"}` (value None: unknown
-        now, e.g. `_max_total_current` while it is a formula that fails)."""
+        now, e.g. `_max_total_current` before the first cycle when it is a formula)."""
         values = self.predefined() if self.predefined is not None else {}
         return [{"name": name, "value": values.get(name), "writable": name in WRITABLE}
                 for name in PREDEFINED]
