@@ -12,11 +12,15 @@ from tests.support.mosquitto import Listener
 
 
 async def add(cb, **config) -> str:
+    """A device that publishes `get/<dev_id>` (unless told `mqtt_publish=False`)."""
+    config.setdefault("mqtt_publish", True)
     assert await cb.client.post("set_device", {"devices": [config]}) == (200, "ok")
     return cb.app.devices.all()[-1].dev_id
 
 
 async def test_state_topics_are_retained_and_hide_the_password(cb, broker):
+    assert await cb.client.post("set_device", {"devices": [{"dev_id": "E1",
+                                                            "mqtt_publish": True}]}) == (200, "ok")
     assert await cb.client.post("set_params", {"mqtt_url": f"mqtt://u:geheim@127.0.0.1:"
                                                f"{broker.port}"}) == (200, "ok")
     await wait_connected(cb.app, 2)
