@@ -174,7 +174,7 @@ async def test_api_runs_commands_and_applies_a_duplicate_once(cb, listener):
     second = await listener.wait_for("cfos_mqtt/api_res", after=index)
     assert first == second == "ok"  # run twice, the second would say the user is unknown
     _, users = await cb.client.get("get_users")
-    assert all(u.get("id") != "u1" for u in (users if isinstance(users, list) else []))
+    assert isinstance(users, list) and all(u.get("id") != "u1" for u in users)
 
 
 async def test_api_refuses_long_answers(cb, listener):
