@@ -242,11 +242,15 @@ async def test_only_devices_with_mqtt_publish_are_published(cb, broker, listener
     info = orjson.loads(listener.payloads("cfos_mqtt/get/dev_info")[-1])
     assert quiet in {d["dev_id"] for d in info["devices"]}
     # once per change: an unchanged device is not sent again every cycle
+    for _ in range(2):  # whatever the push changed is out (the writer follows each cycle)
+        await cb.app.cycle.wait_next()
+    await asyncio.sleep(cb.app.cycle.period_s)
     count = len(listener.payloads(f"cfos_mqtt/get/{loud}"))
-    cycles = cb.app.cycle.count
-    await asyncio.sleep(1.0)
-    assert cb.app.cycle.count - cycles >= 2
-    assert len(listener.payloads(f"cfos_mqtt/get/{loud}")) == count
+    for _ in range(4):
+        await cb.app.cycle.wait_next()
+    await asyncio.sleep(cb.app.cycle.period_s)
+    sent = listener.payloads(f"cfos_mqtt/get/{loud}")
+    assert len(sent) == count, [orjson.loads(p) for p in sent[count - 1:]]
     # opting in publishes it (and its discovery configs); opting out clears the topic
     assert await cb.client.post("set_device", {"devices": [
         {"dev_id": quiet, "mqtt_publish": True}]}) == (200, "ok")
