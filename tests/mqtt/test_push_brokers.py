@@ -151,3 +151,21 @@ async def test_a_pushed_overload_triggers_a_plan_at_once(tmp_path, other):
             await there.publish(f"cfos_mqtt/set/{box}", car)
             reply = await there.wait_for(f"cfos_mqtt/set_res/{box}", after=seen)
             assert reply["charging_current"] <= 7000
+
+
+async def test_a_device_naming_the_default_broker_by_url_is_served_once(cb, broker, caplog):
+    url = f"mqtt://127.0.0.1:{broker.port}"  # = mqtt_url: two clients on one broker
+    m3 = await add(cb, dev_type="meter_ajax", address=url, com_timeout_ms=60000)
+    m4 = await add(cb, dev_type="meter_ajax", address="mqtt", com_timeout_ms=60000)
+    await until(lambda: cb.app.mqtt.pusher_connects.get(url, 0) >= 1)
+    pushes = []
+    cb.app.devices.on_push.append(pushes.append)
+    async with Listener(broker.port) as there:
+        with caplog.at_level(logging.WARNING, logger="chargebrain.mqtt"):
+            await there.publish(f"cfos_mqtt/set/{m3}", orjson.dumps({"power_w": 11}))
+            await there.publish(f"cfos_mqtt/set/{m4}", orjson.dumps({"power_w": 12}))
+            await until(lambda: power(cb, m3) == 11 and power(cb, m4) == 12)
+            await asyncio.sleep(0.5)
+    assert sorted(pushes) == sorted([m3, m4])  # each push taken once, by one client
+    assert [r.getMessage() for r in caplog.records if r.name.startswith("chargebrain.mqtt")
+            and r.levelno >= logging.WARNING] == []

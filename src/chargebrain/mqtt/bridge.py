@@ -364,6 +364,8 @@ class MqttBridge:
         whose `address` is this broker (`mqtt` for the default one, else its URL)."""
         device = self.devices.get(dev_id)
         cmd = PUSH_TYPES.get(device.config.dev_type) if device is not None else None
+        if device is not None and self._served_elsewhere(device.config.address.strip(), address):
+            return  # the same broker under another name: that device's own client takes it
         if device is None or cmd is None or device.config.address.strip() != address:
             where = PUSH_ADDRESS if address == PUSH_ADDRESS else _describe(address)
             log.warning("MQTT set/%s ignored: not an HTTP-input device with address %s",
@@ -428,6 +430,23 @@ class MqttBridge:
         except ApiError as err:
             log.warning("MQTT ha/%s ignored: %s", rest, err.message)
 
+
+    def _served_elsewhere(self, device_address: str, address: str) -> bool:
+        """The device listens through another client that is connected to this very broker
+        (its URL is `mqtt_url`, or the default broker is its URL)."""
+        return device_address != address and (
+            (mine := self._endpoint(address)) is not None and mine == self._endpoint(
+                device_address))
+
+    def _endpoint(self, address: str) -> tuple[str, int] | None:
+        url = str(self.params["mqtt_url"]).strip() if address == PUSH_ADDRESS else address
+        if not is_broker_url(url):
+            return None
+        try:
+            broker = parse_broker_url(url)
+        except BrokerUrlError:
+            return None
+        return broker.host.lower(), broker.port
 
     # -- HTTP-input devices on brokers of their own -------------------------------------------
 

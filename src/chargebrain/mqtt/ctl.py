@@ -27,6 +27,7 @@ the control cycle takes over and the held `ctl` setpoints are dropped.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -136,6 +137,7 @@ class WallboxControl:
         self.writes = 0  # setpoints written (tests, diagnostics)
         self.fallbacks = 0  # wallboxes given back to disable_policy
         self._held: dict[str, _Held] = {}
+        self._lock = asyncio.Lock()  # messages and the checks one after another, in order
 
     @property
     def active(self) -> bool:
@@ -153,6 +155,10 @@ class WallboxControl:
 
     async def message(self, payload: bytes) -> None:
         """One `ctl` message: apply it as a whole, or log one line and change nothing."""
+        async with self._lock:
+            await self._message(payload)
+
+    async def _message(self, payload: bytes) -> None:
         if not self.params["mqtt_ctl"]:
             log.warning("MQTT ctl ignored: the param mqtt_ctl is off")
             return
@@ -222,13 +228,17 @@ class WallboxControl:
 
     async def check(self) -> None:
         """Called about once a second: silent wallboxes and a changed mode fall back."""
+        async with self._lock:
+            await self._check()
+
+    async def _check(self) -> None:
         if not self._held:
             return
         if self.params["lb_enabled"]:  # the control cycle has taken over
             self._held.clear()
             return
         if not self.params["mqtt_ctl"] or not str(self.params["mqtt_url"]).strip():
-            await self.release("mqtt_ctl or MQTT is off")
+            await self._release("mqtt_ctl or MQTT is off")
             return
         timeout_s = float(self.params["mqtt_ctl_timeout_s"])
         now = self.devices.clock()
@@ -241,6 +251,10 @@ class WallboxControl:
     async def release(self, why: str) -> None:
         """Give every wallbox a `ctl` message holds back to `disable_policy` (still in
         observation mode; with load management on the cycle owns them)."""
+        async with self._lock:
+            await self._release(why)
+
+    async def _release(self, why: str) -> None:
         if self.params["lb_enabled"]:
             self._held.clear()
             return
