@@ -150,3 +150,16 @@ async def test_load_management_on_takes_over(observing, listener):
     assert await cb.client.post("set_params", {"lb_enabled": True}) == (200, "ok")
     await until(lambda: cb.app.mqtt.ctl.controlled() == [], timeout_s=5)
     assert cb.app.mqtt.ctl.held("E1") is None and cb.app.mqtt.ctl.fallbacks == 0
+
+
+async def test_stopping_chargebrain_gives_the_wallboxes_back(tmp_path, broker, listener):
+    from tests.support.server import running_app
+
+    async with running_app(tmp_path / "d2", modbus=False, cycle_ms=250) as running:
+        assert await running.client.post("set_params", {
+            "mqtt_url": broker.url, "lb_enabled": False, "mqtt_ctl": True,
+            "disable_policy": 0}) == (200, "ok")
+        await wait_connected(running.app, 1)
+        await listener.publish(CTL, orjson.dumps({"E1": {"cur": 12000}}))
+        await until(lambda: last_set(running, "E1") == 12000)
+    assert last_set(running, "E1") == 0 and running.app.mqtt.ctl.fallbacks == 1

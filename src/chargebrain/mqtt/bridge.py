@@ -123,17 +123,17 @@ class MqttBridge:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._watch
             self._watch = None
-        try:
-            await self.ctl.release("chargebrain stops")
-        except Exception:
-            log.exception("MQTT ctl: giving the wallboxes back failed")
-        await self._stop_pushers(list(self._pushers))
         client = self._client
         if client is not None:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(client.publish(self.topics.status, b"offline", qos=1,
                                                       retain=True), 2.0)
-        await self._cancel()
+        await self._cancel()  # no ctl message is taken after this
+        await self._stop_pushers(list(self._pushers))
+        try:
+            await self.ctl.release("chargebrain stops")
+        except Exception:
+            log.exception("MQTT ctl: giving the wallboxes back failed")
 
     async def _cancel(self) -> None:
         self._generation += 1
