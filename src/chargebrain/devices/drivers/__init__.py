@@ -10,6 +10,7 @@
 | `meter_sunspec` | sunspec.py (model chain discovered) |
 | `evse_cm` | cm.py (a cascaded charging manager over its HTTP API) |
 | `evse_ocpp` | ocpp.py (a connector of a box on the OCPP 1.6J server, chargebrain.ocpp) |
+| `meter_expression` | none: expression.py holds its state, the control cycle computes it |
 | `evse_group`, `meter_virtual_*` | none (groups are limits; virtual meters are computed) |
 """
 
