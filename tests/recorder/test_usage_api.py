@@ -8,6 +8,7 @@ import asyncio
 import csv
 import io
 import logging
+import sqlite3
 import threading
 import time
 
@@ -161,3 +162,14 @@ async def test_the_cycle_and_the_api_do_not_wait_for_a_stuck_disk(tmp_path, monk
 
 async def _true(value: bool) -> bool:
     return value
+
+
+async def test_an_unreadable_database_is_a_503_not_a_traceback(cb, monkeypatch):
+    def broken(*args, **kwargs):
+        raise sqlite3.OperationalError("disk I/O error")
+
+    monkeypatch.setattr("chargebrain.recorder.recorder.chart", broken)
+    status, body = await cb.client.get("get_usage", dev_id="site")
+    assert (status, body) == (503, "usage data unavailable: disk I/O error")
+    monkeypatch.undo()
+    assert (await cb.client.get("get_usage", dev_id="site"))[0] == 200

@@ -19,6 +19,7 @@ import asyncio
 import contextlib
 import logging
 import queue
+import sqlite3
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -35,6 +36,10 @@ MAX_GAP_FACTOR = 3  # power is integrated over at most 3 intervals (a longer gap
 MIN_GAP_S = 30
 
 Tick = tuple[int, list[Measurement]]
+
+
+class UsageUnavailable(Exception):
+    """The recorded data cannot be read now (the database failed); nothing was changed."""
 
 
 class UsageRecorder:
@@ -182,9 +187,17 @@ class UsageRecorder:
 
     def _chart(self, dev_id: str, span: str, end_s: int, offset_s: int) -> Chart:
         with self._read_lock:
-            if self._reader is None:
-                self._reader = UsageDb(self.db_path)
-            return chart(self._reader, dev_id, span, end_s, offset_s)
+            try:
+                if self._reader is None:
+                    self._reader = UsageDb(self.db_path)
+                return chart(self._reader, dev_id, span, end_s, offset_s)
+            except sqlite3.Error as err:
+                if self._reader is not None:  # the next query opens a fresh connection
+                    with contextlib.suppress(sqlite3.Error):
+                        self._reader.close()
+                    self._reader = None
+                log.warning("usage recorder: reading failed: %s", err)
+                raise UsageUnavailable(str(err)) from err
 
     async def flush(self, timeout_s: float = 10.0) -> None:
         """Wait until every queued tick is stored or dropped (tests, benchmarks)."""

@@ -12,7 +12,8 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 
 from chargebrain.api.commands import Access, Command
-from chargebrain.api.errors import bad_request, not_found
+from chargebrain.api.errors import ApiError, bad_request, not_found
+from chargebrain.recorder.recorder import UsageUnavailable
 from chargebrain.recorder.samples import SITE, SITE_SERIES, site_key
 from chargebrain.recorder.tiers import SPANS
 
@@ -40,7 +41,10 @@ async def get_usage(app: ChargeBrain, req: ApiRequest) -> Any:
     if dev_id not in (SITE, *SITE_KEYS) and app.devices.get(dev_id) is None:
         raise not_found("unknown device")
     end = int(app.devices.clock()) if end_s is None else end_s
-    chart = await app.recorder.chart(dev_id, span, end, offset_s)
+    try:
+        chart = await app.recorder.chart(dev_id, span, end, offset_s)
+    except UsageUnavailable as err:
+        raise ApiError(f"usage data unavailable: {err}", 503) from None
     if fmt == "csv":
         return web.Response(text=chart.as_csv(), content_type="text/csv", charset="utf-8",
                             headers={"Content-Disposition":
