@@ -30,7 +30,7 @@ def write_site_week(data_dir) -> None:
     for t in range(now - 7 * 86400, now - 60, 60):
         hour = t % 86400 / 3600
         pv = max(0, int(6000 - 700 * (hour - 12) ** 2))
-        house = 400 + 300 * int(hour) % 5
+        house = 400 + 300 * (int(hour) % 5)
         samples += meter.samples(t, [Measurement(site_key("pv"), pv),
                                      Measurement(site_key("house"), house),
                                      Measurement(site_key("cars"), 0),
