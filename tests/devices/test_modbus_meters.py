@@ -17,6 +17,7 @@ from chargebrain.modbus.codec import DataType, WordOrder, encode
 from tests.devices.meter_support import add_meter, dev_info, meter_server, read, write
 from tests.devices.support import stop_cycle
 from tests.modbus.loopback import silent_server
+from tests.modbus.serial_pair import pty_pair, rtu_server
 from tests.support.server import running_app
 
 Table = dict[int, tuple[str, float | int | str]]  # address → (codec type, value), high word first
@@ -195,7 +196,61 @@ async def test_reading_across_a_missing_gap_fails_only_when_gaps_are_allowed(tmp
 async def test_bad_address_is_refused_and_a_missing_one_is_a_com_error(cb):
     status, body = await cb.client.post("set_device", {"devices": [
         {"dev_type": "meter_sdm630", "address": "meter.local"}]})
-    assert status == 400 and "address must be host:port" in str(body)
+    assert status == 400 and "address must be host:port or a serial port" in str(body)
     dev_id = await add_meter(cb, dev_type="meter_sdm630")
     assert await read(cb, dev_id) is None
     assert cb.app.devices.get(dev_id).status.last_error == "no address configured"
+
+
+# -- Modbus RTU over a serial port (a pseudo-terminal pair, a pymodbus RTU server) ---------------
+
+
+async def test_meters_on_one_rtu_bus_read_the_vendor_tables(cb, tmp_path):
+    sdm, abb = METERS["meter_sdm630"], METERS["meter_abb_b23_b24"]
+    async with pty_pair(tmp_path) as (client_end, server_end), \
+            rtu_server(blocks(registers(sdm[0]), sdm[1]), server_end, baudrate=19200):
+        first = await add_meter(cb, dev_type="meter_sdm630", address=f"{client_end},19200,8N1",
+                                id=1)
+        second = await add_meter(cb, dev_type="meter_sdm630", address=f"{client_end},19200,8N1",
+                                 id=2)
+        for dev_id in (first, second):
+            reading = await read(cb, dev_id)
+            assert reading is not None, cb.app.devices.get(dev_id).status.last_error
+            info = await dev_info(cb, dev_id)
+            assert {k: info[k] for k in sdm[2]} == sdm[2]
+        drivers = [cb.app.devices.get(d).driver for d in (first, second)]
+        assert drivers[0]._conn is drivers[1]._conn and drivers[0]._conn.connects == 1
+    async with pty_pair(tmp_path) as (client_end, server_end), \
+            rtu_server(blocks(registers(abb[0]), abb[1]), server_end):
+        dev_id = await add_meter(cb, dev_type="meter_abb_b23_b24", address=client_end, id=5)
+        assert await read(cb, dev_id) is not None, cb.app.devices.get(dev_id).status.last_error
+        info = await dev_info(cb, dev_id)
+        assert {k: info[k] for k in abb[2]} == abb[2]
+
+
+async def test_stopped_rtu_server_is_a_com_error_within_the_timeout_and_recovers(cb, tmp_path):
+    words = registers(SDM630)
+    async with pty_pair(tmp_path) as (client_end, server_end):
+        async with rtu_server(blocks(words, [(0, 0x50)]), server_end):
+            dev_id = await add_meter(cb, dev_type="meter_sdm630",
+                                     address=f"{client_end},9600,8N1", com_timeout_ms=800)
+            assert await read(cb, dev_id) is not None
+        start = time.monotonic()
+        assert await read(cb, dev_id) is None
+        assert time.monotonic() - start < 1.3
+        info = await dev_info(cb, dev_id)
+        assert info["com_err"] is True and "within 0.8 s" in info["last_error"]
+        words.update(registers({0x34: ("f32", -900.0)}))
+        async with rtu_server(blocks(words, [(0, 0x50)]), server_end):
+            reading = await read(cb, dev_id)
+            assert reading is not None and reading.power_w == -900
+            assert (await dev_info(cb, dev_id))["com_err"] is False
+
+
+@pytest.mark.parametrize(("address", "message"), [
+    ("/dev/ttyUSB0,9601,8N1", "baud rate"), ("/dev/ttyUSB0,9600,8Q1", "frame")])
+async def test_bad_serial_address_is_refused(cb, address, message):
+    status, body = await cb.client.post("set_device", {"devices": [
+        {"dev_type": "meter_sdm630", "address": address}]})
+    assert status == 400 and message in str(body)
+    assert not any(d.config.address == address for d in cb.app.devices.all())

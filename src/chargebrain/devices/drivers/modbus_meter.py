@@ -1,8 +1,9 @@
 """Modbus meters from a meter definition (`meter_sdm630`, `meter_abb_b23_b24`, user files…).
 
 One driver for every rtype-0 definition: the variables' registers are read over the shared
-Modbus TCP connection to the device's `host:port` (chargebrain.modbus.client, one connection
-per endpoint however many meters sit behind a gateway), batched into as few requests as the
+Modbus connection to the device's `host:port` (TCP) or serial port (RTU, `/dev/ttyUSB0,9600,8N1`)
+(chargebrain.modbus.client: one connection per endpoint however many meters sit behind a
+gateway or on one bus, requests on it one at a time), batched into as few requests as the
 definition allows (`modbus_read_max_registers`; with `modbus_allow_gaps` unused registers
 between variables are read along, else every run of adjacent registers is its own request),
 decoded by the one codec (type, word order) and multiplied by each variable's `resolution`.
@@ -16,16 +17,16 @@ from __future__ import annotations
 from chargebrain.devices.base import DeviceError, MeterReading
 from chargebrain.devices.definitions import MeterDefinition, Variable
 from chargebrain.devices.drivers.defined import Value, meter_reading
-from chargebrain.modbus.address import Endpoint
+from chargebrain.modbus.address import AnyEndpoint
 from chargebrain.modbus.batch import Span, cover_gaps
 from chargebrain.modbus.client import Connection, ModbusError, ModbusPool, shared_pool
 from chargebrain.modbus.codec import CodecError, DataType, decode
 
 
 class ModbusMeter:
-    """A meter read through its definition over Modbus TCP."""
+    """A meter read through its definition over Modbus TCP or RTU."""
 
-    def __init__(self, definition: MeterDefinition, endpoint: Endpoint, unit: int,
+    def __init__(self, definition: MeterDefinition, endpoint: AnyEndpoint, unit: int,
                  timeout_s: float, *, voltage_v: int, pool: ModbusPool | None = None) -> None:
         self.definition = definition
         self.endpoint, self.unit, self.timeout_s = endpoint, unit, timeout_s

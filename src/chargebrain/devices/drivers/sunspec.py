@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from chargebrain.devices.base import DeviceError, MeterReading
 from chargebrain.devices.definitions import MeterDefinition
 from chargebrain.devices.drivers.defined import Value, meter_reading
-from chargebrain.modbus.address import Endpoint
+from chargebrain.modbus.address import AnyEndpoint
 from chargebrain.modbus.batch import Span
 from chargebrain.modbus.client import (
     Connection,
@@ -75,7 +75,7 @@ class Model:
 class SunSpecMeter:
     """A SunSpec inverter or meter over Modbus TCP."""
 
-    def __init__(self, endpoint: Endpoint, unit: int, timeout_s: float, *, voltage_v: int,
+    def __init__(self, endpoint: AnyEndpoint, unit: int, timeout_s: float, *, voltage_v: int,
                  pool: ModbusPool | None = None) -> None:
         self.endpoint, self.unit, self.timeout_s = endpoint, unit, timeout_s
         self.voltage_v = voltage_v
