@@ -88,7 +88,7 @@ async def test_a_stopped_rtu_server_times_out_and_a_restarted_one_answers(tmp_pa
         async with rtu_server(holding(values), server_end):
             assert await conn.read(1, 5, 2) == [5, 6]
         start = time.monotonic()
-        with pytest.raises(ModbusTimeoutError, match="within 0.5 s"):
+        with pytest.raises(ModbusTimeoutError, match=r"within 0\.5 s"):
             await conn.read(1, 5, 2)
         assert time.monotonic() - start < 1.0
         async with rtu_server(holding(values), server_end):
