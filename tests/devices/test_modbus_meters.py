@@ -292,3 +292,50 @@ async def test_every_width_and_both_word_orders(tmp_path):
         "voltage_l1": 232, "voltage_l2": 229, "voltage_l3": 231,
         # currents take the sign of their phase's power only when it is read: here as read
         "current_l1": -12_340, "current_l2": 70_000, "current_l3": -65_537}
+
+
+EXPR_DEFINITION = """// a meter that reports currents and voltages only: powers are formulas
+{
+  "name": "Formula meter", "modbus_read": 3,
+  "current_l1": {"address": 0x00, "type": "uint16", "resolution": 10},
+  "current_l2": {"address": 0x01, "type": "uint16", "resolution": 10},
+  "current_l3": {"address": 0x02, "type": "uint16", "resolution": 10},
+  "voltage_l1": {"address": 0x10, "type": "uint16", "resolution": 0.1},
+  "voltage_l2": {"address": 0x11, "type": "uint16", "resolution": 0.1},
+  "voltage_l3": {"address": 0x12, "type": "uint16", "resolution": 0.1},
+  "flags":      {"address": 0x20, "type": "uint16"},
+  "power_w_l1": {"expr": "current_l1 * voltage_l1 / 1000"},
+  "power_w_l2": {"expr": "current_l2 * voltage_l2 / 1000"},
+  "power_w_l3": {"expr": "(flags & 0x1 ? -1 : 1) * current_l3 * voltage_l3 / 1000"},
+  "power_w":    {"expr": "power_w_l1 + power_w_l2 + power_w_l3"},
+  "import_wh":  {"expr": "flags / (flags & 0x2)", "resolution": 1000}
+}"""
+
+
+async def test_expr_variables_are_computed_and_a_failing_one_is_left_out(tmp_path):
+    (tmp_path / "cb" / "meter_defs").mkdir(parents=True)
+    (tmp_path / "cb" / "meter_defs" / "meter_formula.json").write_text(EXPR_DEFINITION)
+    words = {0x00: 1000, 0x01: 500, 0x02: 250, 0x10: 2300, 0x11: 2310, 0x12: 2290,
+             0x20: 0b11}
+    async with running_app(tmp_path / "cb", modbus=False) as running, \
+            meter_server(blocks(words, [(0, 3), (0x10, 0x13), (0x20, 0x21)])) as (port, _):
+        await stop_cycle(running)
+        dev_id = await add_meter(running, dev_type="meter_formula",
+                                 address=f"127.0.0.1:{port}")
+        reading = await read(running, dev_id)
+        assert reading is not None, running.app.devices.get(dev_id).status.last_error
+        # 10 A × 230 V + 5 A × 231 V − 2.5 A × 229 V (flag bit 0: L3 feeds in)
+        assert reading.power_w == round(2300 + 1155 - 572.5)
+        assert reading.currents_ma == (10_000, 5_000, -2_500)
+        assert reading.import_wh == 1500  # 3 / (3 & 2) = 1.5 kWh
+        info = await dev_info(running, dev_id)
+        assert info["last_error"] == "" and info["com_err"] is False
+        # bit 1 clears: import_wh divides by zero: it is missing, nothing else is disturbed
+        await write(port, 0x20, [0b01])
+        reading = await read(running, dev_id)
+        assert reading is not None and reading.power_w == round(2300 + 1155 - 572.5)
+        assert reading.import_wh == 0
+        info = await dev_info(running, dev_id)
+        assert info["com_err"] is False and info["com_errors"] == 0
+        assert info["last_error"] == ("import_wh: cannot compute 'flags / (flags & 0x2)' "
+                                      "(formula: division by zero at 6)")

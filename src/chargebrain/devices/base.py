@@ -161,6 +161,18 @@ def evse_capabilities(driver: object) -> EvseCapabilities:
 
 
 @runtime_checkable
+class ReportsProblems(Protocol):
+    """A driver whose successful read can still leave a part out (a meter definition's `expr`
+    variable that could not be computed): the registry shows it as `last_error` without a
+    COM error."""
+
+    @property
+    def read_problem(self) -> str:
+        """What the last successful read left out and why; "" for nothing."""
+        ...
+
+
+@runtime_checkable
 class PushDriver(Driver, Protocol):
     """A driver whose device sends its data (set_ajax_*) instead of being polled.
 

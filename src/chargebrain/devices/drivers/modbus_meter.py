@@ -6,7 +6,8 @@ Modbus connection to the device's `host:port` (TCP) or serial port (RTU, `/dev/t
 gateway or on one bus, requests on it one at a time), batched into as few requests as the
 definition allows (`modbus_read_max_registers`; with `modbus_allow_gaps` unused registers
 between variables are read along, else every run of adjacent registers is its own request),
-decoded by the one codec (type, word order) and multiplied by each variable's `resolution`.
+decoded by the one codec (type, word order) and multiplied by each variable's `resolution`;
+then the `expr` variables are computed from them (defined.compute).
 Identity variables (`once`) are read on the first successful read only. A raw value listed in
 the definition's `reserved` counts as 0. Failures are `DeviceError`s (the registry turns them
 into the COM-error status); the next read reconnects.
@@ -16,7 +17,7 @@ from __future__ import annotations
 
 from chargebrain.devices.base import DeviceError, MeterReading
 from chargebrain.devices.definitions import MeterDefinition, Variable
-from chargebrain.devices.drivers.defined import Value, meter_reading
+from chargebrain.devices.drivers.defined import Value, compute, meter_reading
 from chargebrain.modbus.address import AnyEndpoint
 from chargebrain.modbus.batch import Span, cover_gaps
 from chargebrain.modbus.client import Connection, ModbusError, ModbusPool, shared_pool
@@ -41,6 +42,7 @@ class ModbusMeter:
         self._identity: dict[str, Value] | None = None
         self._last: tuple[float, MeterReading] | None = None
         self.requests = 0  # Modbus requests this driver made (for tests and benchmarks)
+        self.read_problem = ""  # `expr` variables the last read could not compute
 
     def _connection(self) -> Connection:
         if self._pool is None:
@@ -55,6 +57,8 @@ class ModbusMeter:
         if self._identity is None:
             self._identity = await self._read_variables(self._once)
         values = {**self._fixed, **self._identity, **await self._read_variables(self._periodic)}
+        values, problems = compute(self.definition, values)
+        self.read_problem = "; ".join(problems)
         reading = meter_reading(self.definition, values, self.voltage_v)
         self._last = (now_s, reading)
         return reading
