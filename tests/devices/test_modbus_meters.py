@@ -17,7 +17,7 @@ from chargebrain.modbus.codec import DataType, WordOrder, encode
 from tests.devices.meter_support import add_meter, dev_info, meter_server, read, write
 from tests.devices.support import stop_cycle
 from tests.modbus.loopback import silent_server
-from tests.modbus.serial_pair import pty_pair, rtu_server
+from tests.modbus.serial_pair import pty_pair, rtu_server, silent_absent_units
 from tests.support.server import running_app
 
 Table = dict[int, tuple[str, float | int | str]]  # address → (codec type, value), high word first
@@ -240,9 +240,15 @@ async def test_stopped_rtu_server_is_a_com_error_within_the_timeout_and_recovers
         assert time.monotonic() - start < 1.3
         info = await dev_info(cb, dev_id)
         assert info["com_err"] is True and "within 0.8 s" in info["last_error"]
+        assert await read(cb, dev_id) is None  # not asked again during its back-off
+        assert "asked again in" in (await dev_info(cb, dev_id))["last_error"]
         words.update(registers({0x34: ("f32", -900.0)}))
         async with rtu_server(blocks(words, [(0, 0x50)]), server_end):
-            reading = await read(cb, dev_id)
+            deadline = time.monotonic() + 10
+            reading = None
+            while reading is None and time.monotonic() < deadline:  # past the back-off
+                await asyncio.sleep(0.2)
+                reading = await read(cb, dev_id)
             assert reading is not None and reading.power_w == -900
             assert (await dev_info(cb, dev_id))["com_err"] is False
 
@@ -339,3 +345,26 @@ async def test_expr_variables_are_computed_and_a_failing_one_is_left_out(tmp_pat
         assert info["com_err"] is False and info["com_errors"] == 0
         assert info["last_error"] == ("import_wh: cannot compute 'flags / (flags & 0x2)' "
                                       "(formula: division by zero at 6)")
+
+
+async def test_a_dead_meter_on_an_rtu_bus_does_not_hold_up_the_others(cb, tmp_path,
+                                                                      monkeypatch):
+    silent_absent_units(monkeypatch)
+    sdm = METERS["meter_sdm630"]
+    async with pty_pair(tmp_path) as (client_end, server_end), \
+            rtu_server(blocks(registers(sdm[0]), sdm[1]), server_end, units=(1,)):
+        good = await add_meter(cb, dev_type="meter_sdm630", address=client_end, id=1,
+                               com_timeout_ms=700)
+        dead = await add_meter(cb, dev_type="meter_sdm630", address=client_end, id=9,
+                               com_timeout_ms=700)  # no unit 9 on the bus
+        rounds = []
+        for _ in range(2):  # the second within the dead unit's first back-off (0.5 s)
+            start = time.monotonic()
+            results = await asyncio.gather(read(cb, dead), read(cb, good))
+            rounds.append((results, time.monotonic() - start))
+        assert all(dead_result is None for (dead_result, _), _ in rounds)
+        (_, good_result), took_s = rounds[1]  # after the dead unit's first timeout
+        assert good_result is not None and good_result.power_w == 4200
+        assert took_s < 0.5
+        info = await dev_info(cb, dead)
+        assert info["com_err"] is True and "asked again in" in info["last_error"]

@@ -11,8 +11,10 @@ import subprocess
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import pytest
+from pymodbus.exceptions import NoSuchIdException
 from pymodbus.server import ModbusSerialServer
-from pymodbus.simulator import SimData, SimDevice
+from pymodbus.simulator import SimData, SimDevice, simcore
 
 
 @contextlib.asynccontextmanager
@@ -38,12 +40,28 @@ async def pty_pair(folder: Path) -> AsyncIterator[tuple[str, str]]:
         proc.wait(timeout=10)
 
 
+def silent_absent_units(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make a pymodbus server ignore requests for unit ids it does not hold, as an absent
+    device on a real bus does (with `ignore_missing_devices`). pymodbus 3.16's simulator falls
+    back to unit 0 instead and fails with a KeyError (exception 4)."""
+
+    def get_device(core: simcore.SimCore, device_id: int) -> object:
+        if device_id not in core.devices:
+            raise NoSuchIdException(str(device_id))
+        return core.devices[device_id]
+
+    monkeypatch.setattr(simcore.SimCore, "_SimCore__get_device", get_device)
+
+
 @contextlib.asynccontextmanager
 async def rtu_server(simdata: list[SimData], port: str, *, baudrate: int = 9600,
-                     parity: str = "N") -> AsyncIterator[ModbusSerialServer]:
-    """A pymodbus Modbus RTU server on the serial port `port`, answering any unit id."""
-    server = ModbusSerialServer(SimDevice(id=0, simdata=simdata), port=port, baudrate=baudrate,
-                                parity=parity)
+                     parity: str = "N", units: tuple[int, ...] = (0,)
+                     ) -> AsyncIterator[ModbusSerialServer]:
+    """A pymodbus Modbus RTU server on the serial port `port` holding `simdata` as each of
+    `units` (0: answering any unit id). Absent units get no answer (see silent_absent_units)."""
+    devices = [SimDevice(id=unit, simdata=simdata) for unit in units]
+    server = ModbusSerialServer(devices, port=port, baudrate=baudrate, parity=parity,
+                                ignore_missing_devices=True)
     await server.serve_forever(background=True)
     try:
         yield server

@@ -20,7 +20,7 @@ from chargebrain.modbus.address import (
 )
 from chargebrain.modbus.batch import Span
 from chargebrain.modbus.client import ModbusPool, ModbusTimeoutError
-from tests.modbus.serial_pair import pty_pair, rtu_server
+from tests.modbus.serial_pair import pty_pair, rtu_server, silent_absent_units
 
 
 @pytest.mark.parametrize(("text", "expected"), [
@@ -91,6 +91,41 @@ async def test_a_stopped_rtu_server_times_out_and_a_restarted_one_answers(tmp_pa
         with pytest.raises(ModbusTimeoutError, match=r"within 0\.5 s"):
             await conn.read(1, 5, 2)
         assert time.monotonic() - start < 1.0
+        # the silent unit is not asked again until its back-off ends (0.5 s, then doubling)
+        retry_at = conn.unit_retry_at_s(1)
+        assert retry_at is not None and 0 < retry_at - time.monotonic() <= 0.5
+        with pytest.raises(ModbusTimeoutError, match="did not answer; asked again in"):
+            await conn.read(1, 5, 2)
         async with rtu_server(holding(values), server_end):
+            await asyncio.sleep(max(0.0, retry_at - time.monotonic()))
             assert await conn.read(1, 7, 1) == [7]
+            assert conn.unit_retry_at_s(1) is None
+        pool.release(conn)
+
+
+async def test_a_silent_unit_does_not_hold_up_the_others_on_its_bus(tmp_path, monkeypatch):
+    """Units 1 and 3 answer, unit 2 is not on the bus. After its first timeout unit 2 is
+    skipped for its back-off, so a round of reads over the bus takes what the answering units
+    need, not unit 2's timeout."""
+    silent_absent_units(monkeypatch)
+    async with pty_pair(tmp_path) as (client_end, server_end), \
+            rtu_server(holding([7] * 10), server_end, units=(1, 3)):
+        pool = ModbusPool(timeout_s=0.6, backoff_initial_s=30)
+        conn = pool.acquire(parse_serial(client_end))
+
+        async def round_of_reads() -> tuple[list[object], float]:
+            start = time.monotonic()
+            answers = await asyncio.gather(*(conn.read(unit, 0, 2) for unit in (1, 2, 3)),
+                                           return_exceptions=True)
+            return answers, time.monotonic() - start
+
+        first, _ = await round_of_reads()
+        assert first[0] == [7, 7] and first[2] == [7, 7]
+        assert isinstance(first[1], ModbusTimeoutError)
+        for _ in range(3):
+            answers, took_s = await round_of_reads()
+            assert answers[0] == [7, 7] and answers[2] == [7, 7]
+            assert isinstance(answers[1], ModbusTimeoutError)
+            assert "did not answer; asked again" in str(answers[1])
+            assert took_s < 0.4  # two answers at 9600 baud, no 0.6 s wait for unit 2
         pool.release(conn)

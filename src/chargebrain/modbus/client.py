@@ -9,6 +9,11 @@ it keeps a late answer from being taken for the next one). A connection lives wh
 holds a lease on it (`ModbusPool.acquire` … `release`) and is closed when the last one is
 returned.
 
+On a serial bus a unit that does not answer within its timeout is not asked again for a
+back-off (the same `backoff_initial_s` doubling up to `backoff_max_s`, per unit): requests to
+it fail at once meanwhile, so a dead meter holds up the others on its bus once per back-off,
+not every cycle. Its first answer ends the back-off.
+
 Failures: a request that times out or is cancelled drops the socket (a late answer must not be
 mistaken for the next request's); the next request reconnects at once. A failed connect starts
 an exponential back-off (`backoff_initial_s`, doubling up to `backoff_max_s`): until it ends,
@@ -85,6 +90,10 @@ class Connection:
         self._lock = asyncio.Lock()
         self._failures = 0  # failed connects in a row
         self._retry_at_s = 0.0
+        # on a serial bus: units that did not answer, and when they are asked again
+        self.bus = isinstance(endpoint, SerialEndpoint)
+        self._unit_failures: dict[int, int] = {}
+        self._unit_retry_at_s: dict[int, float] = {}
 
     @property
     def connected(self) -> bool:
@@ -110,7 +119,7 @@ class Connection:
                 else client.read_holding_registers
             return method(address, count=count, device_id=unit_id)
 
-        result = await self._exchange(call, timeout_s)
+        result = await self._exchange(call, timeout_s, unit_id)
         registers = list(getattr(result, "registers", None) or [])
         if len(registers) < count:
             raise ModbusError(f"{self.endpoint} answered {len(registers)} registers, "
@@ -141,15 +150,53 @@ class Connection:
                 return client.write_register(address, values[0], device_id=unit_id)
             return client.write_registers(address, list(values), device_id=unit_id)
 
-        await self._exchange(call, timeout_s)
+        await self._exchange(call, timeout_s, unit_id)
 
     # -- the connection ---------------------------------------------------------------------
 
+    def unit_retry_at_s(self, unit_id: int) -> float | None:
+        """On a serial bus: when a unit that did not answer is asked again (clock time)."""
+        return self._unit_retry_at_s.get(unit_id)
+
     async def _exchange(self, call: Callable[[Client], Awaitable[Any]],
-                        timeout_s: float | None) -> Any:
+                        timeout_s: float | None, unit_id: int) -> Any:
         timeout_s = self.timeout_s if timeout_s is None else timeout_s
+        if self.bus:
+            retry_at_s = self._unit_retry_at_s.get(unit_id)
+            if retry_at_s is not None and self.clock() < retry_at_s:
+                # a silent unit would hold the bus for its whole timeout, and every other
+                # unit on it would wait: it is skipped until its back-off ends
+                raise ModbusTimeoutError(
+                    f"unit {unit_id} on {self.endpoint} did not answer; asked again in "
+                    f"{retry_at_s - self.clock():.1f} s")
+            sent: list[bool] = []
+            try:
+                result = await self._locked_exchange(call, timeout_s, sent)
+            except ModbusDeviceError:
+                self._unit_answered(unit_id)  # an exception is an answer
+                raise
+            except (ModbusTimeoutError, asyncio.CancelledError):
+                if sent:  # (cancelled while waiting for the bus: the unit was not asked)
+                    self._unit_silent(unit_id)
+                raise
+            self._unit_answered(unit_id)
+            return result
+        return await self._locked_exchange(call, timeout_s, [])
+
+    def _unit_silent(self, unit_id: int) -> None:
+        failures = self._unit_failures[unit_id] = self._unit_failures.get(unit_id, 0) + 1
+        self._unit_retry_at_s[unit_id] = self.clock() + min(
+            self.backoff_max_s, self.backoff_initial_s * 2 ** (failures - 1))
+
+    def _unit_answered(self, unit_id: int) -> None:
+        self._unit_failures.pop(unit_id, None)
+        self._unit_retry_at_s.pop(unit_id, None)
+
+    async def _locked_exchange(self, call: Callable[[Client], Awaitable[Any]],
+                               timeout_s: float, sent: list[bool]) -> Any:
         async with self._lock:
             client = await self._connect(timeout_s)
+            sent.append(True)
             self.requests += 1
             try:
                 async with asyncio.timeout(timeout_s):
