@@ -227,3 +227,27 @@ async def test_a_chain_without_usable_models_names_what_it_found(cb):
         dev_id = await add_meter(cb, dev_type="meter_sunspec", address=f"127.0.0.1:{port}")
         assert await read(cb, dev_id) is None
         assert "(models: 1, 120, 160)" in cb.app.devices.get(dev_id).status.last_error
+
+
+def battery_802(soc: int, soc_sf: int, cha_st: int) -> list[int]:
+    m = [802, 62, *([0] * 62)]
+    m[2] = 1000                          # AHRtg
+    m[3] = 5000                          # WHRtg
+    m[11] = soc                          # SoC
+    m[16] = cha_st                       # ChaSt
+    m[34] = 518                          # V
+    m[56] = s16(soc_sf)                  # SoC_SF
+    return m
+
+
+async def test_battery_model_802_when_there_is_no_storage_model(cb):
+    chain = [common_model(), inverter_113(), filler(120, 26), filler(160, 48),
+             battery_802(755, -1, 3)]
+    async with meter_server(image(40000, chain)) as (port, _):
+        dev_id = await add_meter(cb, dev_type="meter_sunspec", address=f"127.0.0.1:{port}",
+                                 role=6)
+        reading = await read(cb, dev_id)
+        assert reading is not None, cb.app.devices.get(dev_id).status.last_error
+        assert reading.soc == 76 and reading.power_w == 6012  # 75.5 % rounds to 76
+        driver = cb.app.devices.get(dev_id).driver
+        assert driver.storage.model_id == 802 and driver.charge_state == "discharging"

@@ -6,8 +6,9 @@ ended by ID 0xFFFF. The driver walks that chain once (again after a COM error), 
 common model 1 once for the model string (manufacturer Mn, model Md, version Vr, serial SN),
 and then each read fetches whole models: the first meter model (201–204 integer + scale factor,
 211–214 float) if there is one, else the first inverter model (101–103, 111–113 float), and the
-storage model 124 if there is one (its ChaState is the reading's `soc`, its ChaSt the driver's
-`charge_state`; a battery with model 124 only is read for its state of charge). Integer values
+storage model 124 if there is one, else the battery model 802 (124's ChaState or 802's SoC is
+the reading's `soc`, ChaSt the driver's `charge_state`; a battery with only such a model is
+read for its state of charge). Integer values
 are `raw × 10^sf` with the model's int16 scale factors, float models' values are float32 as
 they are, all decoded by the one codec; "not implemented" markers (int16 0x8000, uint16
 0xFFFF, scale factor 0x8000, float32 NaN) count as absent.
@@ -43,6 +44,7 @@ END_ID = 0xFFFF
 MAX_MODELS = 64
 COMMON = 1
 STORAGE = 124
+BATTERY = 802
 INT_METER_MODELS = (201, 202, 203, 204)
 FLOAT_METER_MODELS = (211, 212, 213, 214)
 INT_INVERTER_MODELS = (101, 102, 103)
@@ -89,7 +91,8 @@ FLOAT_INVERTER_POINTS: Points = {  # 111–113
     "power_w": (22, DataType.F32, None), "import_wh": (32, DataType.F32, None),
 }
 STORAGE_POINTS: Points = {"soc": (8, DataType.U16, 22)}  # 124 ChaState, % of capacity
-STORAGE_STATE_OFFSET = 11  # 124 ChaSt (enum16)
+BATTERY_POINTS: Points = {"soc": (11, DataType.U16, 56)}  # 802 SoC, %
+STATE_OFFSET = {STORAGE: 11, BATTERY: 16}  # ChaSt (enum16), the same values in both
 MILLI = {"current_l1", "current_l2", "current_l3"}
 SUNSPEC = MeterDefinition(name="meter_sunspec", rtype=0, label="SunSpec")  # for meter_reading
 
@@ -135,7 +138,7 @@ class SunSpecMeter:
 
     @property
     def storage(self) -> Model | None:
-        """The storage model (124) read each time, if the device has one."""
+        """The storage (124) or battery (802) model read each time, if the device has one."""
         return self._storage
 
     def _connection(self) -> Connection:
@@ -174,10 +177,11 @@ class SunSpecMeter:
         return words
 
     def _values(self, model: Model, words: list[int]) -> dict[str, Value]:
-        if model.model_id == STORAGE:
-            state = words[STORAGE_STATE_OFFSET] if len(words) > STORAGE_STATE_OFFSET else 0
+        if model.model_id in STATE_OFFSET:
+            offset = STATE_OFFSET[model.model_id]
+            state = words[offset] if len(words) > offset else 0
             self.charge_state = CHARGE_STATES.get(state)
-            points = STORAGE_POINTS
+            points = STORAGE_POINTS if model.model_id == STORAGE else BATTERY_POINTS
         else:
             points = points_of(model.model_id)
         values: dict[str, Value] = {}
@@ -201,7 +205,8 @@ class SunSpecMeter:
                 break
         device = next((m for m in models if m.model_id in METER_MODELS), None) or next(
             (m for m in models if m.model_id in INVERTER_MODELS), None)
-        storage = next((m for m in models if m.model_id == STORAGE), None)
+        storage = next((m for m in models if m.model_id == STORAGE), None) or next(
+            (m for m in models if m.model_id == BATTERY), None)
         if device is None and storage is None:
             found = ", ".join(str(m.model_id) for m in models) or "none"
             raise DeviceError(f"no SunSpec meter, inverter or storage model (models: {found})")
