@@ -19,7 +19,7 @@ from chargebrain.modbus.address import (
     parse_serial,
 )
 from chargebrain.modbus.batch import Span
-from chargebrain.modbus.client import ModbusPool, ModbusTimeoutError
+from chargebrain.modbus.client import ModbusConnectError, ModbusPool, ModbusTimeoutError
 from tests.modbus.serial_pair import pty_pair, rtu_server, silent_absent_units
 
 
@@ -129,3 +129,15 @@ async def test_a_silent_unit_does_not_hold_up_the_others_on_its_bus(tmp_path, mo
             assert "did not answer; asked again" in str(answers[1])
             assert took_s < 0.4  # two answers at 9600 baud, no 0.6 s wait for unit 2
         pool.release(conn)
+
+
+async def test_a_missing_serial_port_is_a_connect_error_with_back_off(tmp_path):
+    pool = ModbusPool(timeout_s=0.5)
+    conn = pool.acquire(parse_serial(f"{tmp_path}/ttyUSB9,9600,8N1"))
+    start = time.monotonic()
+    with pytest.raises(ModbusConnectError, match=r"cannot connect to .*ttyUSB9,9600,8N1"):
+        await conn.read(1, 0, 1)
+    assert time.monotonic() - start < 1.5 and conn.retry_at_s is not None
+    with pytest.raises(ModbusConnectError):  # in the back-off: at once, no new open
+        await conn.read(1, 0, 1)
+    pool.release(conn)
