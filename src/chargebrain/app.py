@@ -111,7 +111,8 @@ class ChargeBrain:
                                   after_cycle=[self.state.mark_changed])
         # the MQTT API and Home Assistant discovery (mqtt/): fed by app.state, never waited on
         self.mqtt = MqttBridge(self.params, self.state, self.devices, CnfDispatcher(self),
-                               min_interval_s=self.cycle.period_s)
+                               min_interval_s=self.cycle.period_s,
+                               evse_max_ma=self._evaluated_max_ma)
         self.transactions.on_finished.append(self.mqtt.ta_finished)
         self.demo: DemoSite | None = None  # the --demo simulation (sim/demo.py)
         self.dashboard = Dashboard(self.state, self.auth, self.params)
@@ -169,6 +170,13 @@ class ChargeBrain:
         self.powerbrain.close()
         self.store.close()
 
+
+    def _evaluated_max_ma(self, dev_id: str) -> int | None:
+        """A wallbox's maximum current as the last cycle evaluated it (formulas), or None."""
+        record = self.cycle.last
+        if record is None:
+            return None
+        return next((e.max_current_ma for e in record.site.evses if e.dev_id == dev_id), None)
 
     def _ocpp_choice(self) -> tuple[int, bool]:
         """The OCPP port and whether it speaks TLS: the command line, else the params

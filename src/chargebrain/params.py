@@ -63,6 +63,9 @@ SPECS: dict[str, ParamSpec] = {s.name: s for s in [
     _p("mqtt_topic_serial", bool, False),  # topics cfos_mqtt_<serial>/… instead of cfos_mqtt/…
     _p("mqtt_api", bool, False),  # cfos_mqtt/api/<query> runs API commands as admin
     _p("mqtt_ha_discovery", bool, True),  # Home Assistant discovery while MQTT is on
+    _p("mqtt_ca_file", str, ""),  # PEM CA file for mqtts:// brokers; "" = the system's CAs
+    _p("mqtt_ctl", bool, False),  # cfos_mqtt/ctl drives wallboxes in observation mode
+    _p("mqtt_ctl_timeout_s", int, 60, 2, 3600),  # silent ctl → disable_policy after this
     # the OCPP 1.6J server (docs/ocpp.md), read at start; the command line wins
     _p("ocpp_srv_port", int, 19520, 0, 65535),  # 0 = off
     _p("ocpp_srv_tls_mode", int, 0, 0, 1),  # 0 ws://, 1 wss:// (needs --ocpp-tls-cert)

@@ -30,6 +30,7 @@ from chargebrain.devices import types
 from chargebrain.devices.types import Family, Kind
 from chargebrain.modbus import address as modbus_address
 from chargebrain.modbus.address import AddressError, AnyEndpoint, Endpoint
+from chargebrain.mqtt.url import BrokerUrlError, is_broker_url, parse_broker_url
 
 MAX_TEXT = 256
 MAX_FORMULA = 1024
@@ -100,6 +101,7 @@ class CommonConfig(_Strict):
     id: int = Field(1, ge=0, le=255)  # Modbus unit id / OCPP connector
     used_phases: PhaseMask = 0  # 0 = determine; bit0 L1, bit1 L2, bit2 L3
     com_timeout_ms: int = Field(3000, ge=100, le=600_000)  # read timeout; push staleness
+    mqtt_publish: bool = False  # publish get_dev_info's entry on cfos_mqtt/get/<dev_id>
 
     @model_validator(mode="after")
     def _check_address(self) -> CommonConfig:
@@ -256,6 +258,22 @@ def check_address(dev_type: str, address: str) -> None:
         parse_meter_address(address)
     elif info is not None and info.family in (Family.HTTP_DEF, Family.CM):
         check_http_address(address)
+    elif info is not None and info.family is Family.AJAX and is_broker_url(address):
+        try:  # pushes over MQTT from this broker (chargebrain.mqtt)
+            parse_broker_url(address)
+        except BrokerUrlError as err:
+            raise ValueError(f"address: {err}".replace("mqtt_url", "broker URL")) from None
+
+
+def shown_address(address: str) -> str:
+    """An address as get_devices / get_dev_info show it: a broker URL's password is `***`."""
+    if not is_broker_url(address):
+        return address
+    scheme, _, rest = address.partition("://")
+    userinfo, at, host = rest.rpartition("@")
+    if not at or ":" not in userinfo:
+        return address
+    return f"{scheme}://{userinfo.split(':', 1)[0]}:***@{host}"
 
 
 def check_http_address(address: str) -> None:
