@@ -10,7 +10,8 @@ variables, the params and the clock. The names (all lowercased when looked up):
   where known; EVSEs add `offered`, `state` (1–5, 6 while offline), `min_current`,
   `max_current` (a formula maximum: its last value), `cphases` (phases drawing now),
   `txn_energy`, `charging_dur`, and `input1`/`input2` (0/1) where the box reports inputs
-  (Power Brain S0 inputs). `PB.input1`/`PB.input2` are the built-in Power Brain's inputs. A device that never delivered a reading has only `com_err`,
+  (Power Brain S0 inputs). `PB.input1`/`PB.input2` are the built-in Power Brain's inputs.
+  A device that never delivered a reading has only `com_err`,
   `com_err2` and `id`, so a formula reading it fails (safe side) instead of reading zeros.
   Groups (`E<n>` of an `evse_group`) have `max_current`.
 - `GM.<meter>.<member>`: the site's global meters from the last plan — `grid_demand`,
