@@ -21,7 +21,7 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -231,6 +231,36 @@ class CmVars:
             return dict(self.params.validate_updates({param: expr}))
         except ParamError as err:
             raise CmVarError(f"{name}: {err}") from None
+
+    def set_from_rules(self, values: Mapping[str, float]) -> int:
+        """Values a charging rule's "set variable" / "trigger variable" action gave `CM.<name>`
+        this cycle (`values` as the rule engine reports them: lowercased dotted names). They
+        are kept in memory only, like `tmp=1` (a rule sets them again every cycle; writing
+        them to flash every cycle would wear it out), so the persisted value returns after a
+        restart. An existing variable is matched case-insensitively; `CM._*` (predefined,
+        the engine's own `_rule_id`/`_undercut`) and other devices' variables are left alone;
+        new names stop at MAX_VARS. Returns how many values changed."""
+        changed = 0
+        by_lower = {name.lower(): name for name in self._vars}
+        for key, value in values.items():
+            if not key.startswith("cm.") or key.startswith("cm._"):
+                continue
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                continue
+            if not math.isfinite(value) or abs(value) > MAX_ABS_VALUE:
+                continue
+            name = by_lower.get(key[3:], key[3:])
+            if _NAME.match(name) is None:
+                continue
+            if name not in self._vars and len(self._vars) >= MAX_VARS:
+                continue
+            number: Expr = int(value) if float(value).is_integer() else float(value)
+            if name in self._vars and same_expr(self._vars[name], number):
+                continue
+            self._vars[name] = number
+            by_lower[name.lower()] = name
+            changed += 1
+        return changed
 
     def apply(self, update: VarUpdate) -> int:
         """Apply a prepared update; persist (unless tmp) what differs from the store, in one

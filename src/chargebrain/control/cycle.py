@@ -609,11 +609,22 @@ class ControlCycle:
                 user_rules=gate.rules, user_rules_on=gate.user_rules,
                 rules_owner=gate.rules_owner, view=view, now_s=now, notes=ctx.notes,
                 env=formulas.env))
+        self._rule_variables()
         surplus_w = self._surplus_expr(formulas, ctx.notes)
         formulas.finish()
         site = SiteInput(settings, tuple(ctx.groups), tuple(ctx.meters), tuple(ctx.evses),
                          surplus_w=surplus_w)
         return site, ctx
+
+    def _rule_variables(self) -> None:
+        """`CM.<name>` values the charging rules set this cycle become the variables' values
+        (memory only, see CmVars.set_from_rules): other formulas and get_cm_vars see them."""
+        cm_vars = self.formulas.cm_vars
+        if cm_vars is None:
+            return
+        for verdict in self.rules.last.values():
+            if verdict.variables:
+                cm_vars.set_from_rules(verdict.variables)
 
     def _expression_meters(self, formulas: CycleFormulas, now: float) -> None:
         """Compute the expression meters (in configuration order: one may read those before

@@ -30,7 +30,7 @@ from chargebrain.core.rules.schema import AnyRule, error_location
 from chargebrain.devices import types
 from chargebrain.devices.types import Family, Kind
 from chargebrain.modbus import address as modbus_address
-from chargebrain.modbus.address import AddressError, Endpoint
+from chargebrain.modbus.address import AddressError, AnyEndpoint, Endpoint
 from chargebrain.mqtt.url import BrokerUrlError, is_broker_url, parse_broker_url
 
 MAX_TEXT = 256
@@ -283,7 +283,8 @@ def defaults_for(dev_type: str, dev_id: str) -> dict[str, Any]:
 
 def check_address(dev_type: str, address: str) -> None:
     """Power Brain devices need `evse`/`meter1`/`meter2` (built in) or `host:port` (remote);
-    Modbus meters `host:port`, HTTP meters a URL, an OCPP wallbox its ChargeBox ID."""
+    Modbus meters `host:port` or a serial port (`/dev/ttyUSB0,9600,8N1`, RTU), HTTP meters a
+    URL, an OCPP wallbox its ChargeBox ID."""
     if dev_type == "evse_powerbrain" and address != LOCAL_EVSE_ADDRESS:
         parse_host_port(address, "evse")
     elif dev_type == "meter_powerbrain" and address not in LOCAL_METER_ADDRESSES:
@@ -294,7 +295,7 @@ def check_address(dev_type: str, address: str) -> None:
     elif not address:
         return  # a defined meter may be created first and given its address later
     elif (info := types.get(dev_type)) is not None and info.family is Family.MODBUS_DEF:
-        parse_host_port(address, "")
+        parse_meter_address(address)
     elif info is not None and info.family in (Family.HTTP_DEF, Family.CM):
         check_http_address(address)
     elif info is not None and info.family is Family.AJAX and is_broker_url(address):
@@ -330,6 +331,22 @@ def parse_host_port(address: str, local: str) -> Endpoint:
             raise ValueError("address port must be between 1 and 65535") from None
         raise ValueError(f"address must be {local} or host:port" if local
                          else "address must be host:port") from None
+
+
+def parse_meter_address(address: str) -> AnyEndpoint:
+    """A Modbus meter's address: `host:port` (TCP) or a serial port with its line settings."""
+    if modbus_address.is_serial(address):
+        try:
+            return modbus_address.parse_serial(address)
+        except AddressError as err:
+            raise ValueError(f"address: {err}") from None
+    try:
+        return modbus_address.parse_host_port(address)
+    except AddressError as err:
+        if err.problem == "port":
+            raise ValueError("address port must be between 1 and 65535") from None
+        raise ValueError("address must be host:port or a serial port like "
+                         "/dev/ttyUSB0,9600,8N1") from None
 
 
 def validate_config(raw: dict[str, Any]) -> DeviceConfig:

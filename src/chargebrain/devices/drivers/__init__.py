@@ -5,7 +5,7 @@
 | `evse_powerbrain`, `meter_powerbrain` | powerbrain.py (built-in register model, or Modbus TCP) |
 | `evse_ajax`, `meter_ajax` | ajax.py (pushed by set_ajax_evse / set_ajax_meter) |
 | `evse_sim`, `meter_sim` | sim.py (virtual car, constant load) |
-| `meter_sdm630`, `meter_abb_b23_b24`, … (Modbus definitions) | modbus_meter.py |
+| `meter_sdm630`, `meter_abb_b23_b24`, … (Modbus definitions, TCP or RTU) | modbus_meter.py |
 | `meter_shelly_3em`, … (HTTP/JSON definitions) | http_meter.py |
 | `meter_sunspec` | sunspec.py (model chain discovered) |
 | `evse_cm` | cm.py (a cascaded charging manager over its HTTP API) |
@@ -75,7 +75,7 @@ def build_driver(config: cfg.DeviceConfig, *, voltage_v: int,
     if config.dev_type == "meter_sunspec":
         if not config.address:
             return Unusable("no address configured")
-        return SunSpecMeter(cfg.parse_host_port(config.address, ""), config.id, timeout_s,
+        return SunSpecMeter(cfg.parse_meter_address(config.address), config.id, timeout_s,
                             voltage_v=voltage_v)
     if info.family in (Family.MODBUS_DEF, Family.HTTP_DEF):
         definition = active_catalog().get(config.dev_type)
@@ -85,7 +85,7 @@ def build_driver(config: cfg.DeviceConfig, *, voltage_v: int,
             return Unusable("no address configured")
         if info.family is Family.HTTP_DEF:
             return HttpMeter(definition, config.address, timeout_s, voltage_v=voltage_v)
-        endpoint = cfg.parse_host_port(config.address, "")
+        endpoint = cfg.parse_meter_address(config.address)
         return ModbusMeter(definition, endpoint, config.id, timeout_s, voltage_v=voltage_v)
     return None
 
