@@ -49,6 +49,7 @@ async def test_hostile_page_changes_nothing(tmp_path, browser):
         assert (await page.goto(base + "/ui/en/sim.htm")).status == 200
         _, before = await cb.client.get("get_params")
         answers: dict[str, int] = {}
+        page = await context.new_page()  # the hostile page in another tab of that browser
         page.on("response", lambda r: answers.__setitem__(r.url.split("cmd=")[1].split("&")[0],
                                                           r.status) if "/cnf?" in r.url else None)
         runner, hostile_url = await serve_hostile(base)

@@ -2,6 +2,8 @@
 // polling /cnf?cmd=get_dev_info while the stream is down. Text only: names and reasons from the
 // configuration are set with textContent, never parsed as markup.
 
+import {frame} from "/ui/static/common.js";
+
 const POLL_MS = 3000;
 const STATES = {1: "Standby", 2: "Car connected", 3: "Charging", 4: "Charging (ventilation)",
                 5: "Error", 6: "Offline"};
@@ -149,4 +151,5 @@ function connect() {
   });
 }
 
+frame("/ui/");
 connect();
