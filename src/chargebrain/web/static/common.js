@@ -112,15 +112,17 @@ export function download(blob, filename) {
   setTimeout(() => URL.revokeObjectURL(url), 10000);
 }
 
-/** Show the API's message `error` next to the input whose field it names, else in `fallback`. */
+/** Show the API's message `error` next to the element whose `data-error-for` (space-separated
+ *  field names) names the field the message starts with or mentions, else in `fallback`. */
 export function showError(form, error, fallback) {
   for (const el of form.querySelectorAll(".field-error")) el.textContent = "";
-  if (!error) { if (fallback) fallback.textContent = ""; return; }
-  const named = error.match(/^(?:unknown device field |)([A-Za-z_][\w.[\]]*)/);
-  const names = [...form.querySelectorAll("[data-error-for]")].map((el) => el.dataset.errorFor);
-  const hit = names.find((n) => error.startsWith(n + ":") || error.startsWith(n + " ")
-                        || (named && named[1] === n) || error.includes(` ${n} `) || error.endsWith(` ${n}`));
-  const target = hit ? form.querySelector(`[data-error-for="${CSS.escape(hit)}"]`) : fallback;
+  if (fallback) fallback.textContent = "";
+  if (!error) return;
+  const mentions = (n) => error.startsWith(n + ":") || error.startsWith(n + " ") || error.startsWith(n + "[")
+    || error.startsWith(n + ".") || error === `unknown device field ${n}` || error.includes(` ${n} `)
+    || error.endsWith(` ${n}`);
+  const target = [...form.querySelectorAll("[data-error-for]")]
+    .find((el) => el.dataset.errorFor.split(" ").some(mentions)) || fallback;
   if (target) target.textContent = error;
 }
 

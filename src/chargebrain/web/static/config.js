@@ -224,7 +224,7 @@ function editUser(editor, u, evses, isNew) {
     h("label", {class: "check"}, h("input", {type: "checkbox", id: "u-display", checked: u.display}), " name may be shown on the wallbox tile"),
     h("label", {class: "check"}, h("input", {type: "checkbox", id: "u-tile", checked: u.show_tile}), " tile visible to others"),
     h("fieldset", {}, h("legend", {}, "May charge at"), devBoxes, h("span", {class: "field-error", dataset: {errorFor: "dev_ids"}})),
-    h("h4", {}, "Cards and PINs"), cards, h("span", {class: "field-error", dataset: {errorFor: "rfids"}}),
+    h("h4", {}, "Cards and PINs"), cards, h("span", {class: "field-error", role: "alert", dataset: {errorFor: "rfids rfid"}}),
     h("div", {class: "actions"},
       h("button", {type: "button", onclick: () => cards.append(cardRow({}))}, "Add card / PIN"), learn, learnMsg),
     h("div", {class: "actions"}, h("button", {type: "submit"}, isNew ? "Create user" : "Save user"),
