@@ -285,9 +285,10 @@ async def test_names_with_markup_are_text_on_every_page(tmp_path, browser):
         problems = watch(page)
         await sign_in_admin(page, cb.client.base_url, "/ui/")
         await expect(tile(page, evse).locator(".name")).to_have_text(MARKUP, timeout=TIMEOUT_MS)
+        sim_name = f'[data-testid="sim-evse"][data-dev="{evse}"] .name'
         for path, where in (("/ui/config#devices", f'tr[data-dev="{evse}"] .name'),
                             ("/ui/config#users", '[data-testid="user-list"] .name'),
-                            ("/ui/en/sim.htm", f'[data-dev="{evse}"][data-testid="sim-evse"] h3')):
+                            ("/ui/en/sim.htm", sim_name)):
             await page.goto(cb.client.base_url + path)
             await expect(page.locator(where)).to_have_text(MARKUP, timeout=TIMEOUT_MS)
             assert await page.locator("main img, main b").count() == 0, path
