@@ -99,6 +99,7 @@ class EvseDemand(NamedTuple):
     session_energy_wh: int = 0  # fairness key: who charged least goes first
     max_text: str = ""  # what set max_ma (e.g. "rule 2", "override"), for the reason text
     evse_phases_mask: int | None = None  # the same phases in the EVSE's frame (None: unrotated)
+    surplus_stop_delay_s: float = 0.0  # surplus EVSE: its rule's undercut time (0: the param)
 
 
 @dataclass(frozen=True, slots=True)

@@ -459,7 +459,7 @@ def _demand(v: _EvseView) -> EvseDemand:
     # positional: this runs for every EVSE every cycle
     return EvseDemand(e.dev_id, v.group_id, e.priority, min_ma, e.max_current_ma, v.mask,
                       reason is None, reason, e.surplus, e.arrival_order, e.session_energy_wh,
-                      e.max_reason, e.phases_mask & 0b111)
+                      e.max_reason, e.phases_mask & 0b111, e.surplus_stop_delay_s)
 
 
 def _uncontrolled(v: _EvseView, memory: PlanMemory, now_s: float, policy: int,

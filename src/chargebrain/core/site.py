@@ -162,6 +162,8 @@ class EvseInput:
     arrival_order: int = 0
     session_energy_wh: int = 0
     phase_switching: bool = False  # the wallbox can switch between 1 and 3 phases now
+    # surplus: its rule's undercut time (s; 0 = param surplus_stop_delay)
+    surplus_stop_delay_s: float = 0.0
     # Recent history for the accounting (core.budget.draw_bounds_ma), oldest first: the last
     # measurements (the newest is `measured_ma`) and the last setpoints handed to the EVSE.
     readings: tuple[DrawSample, ...] = ()
