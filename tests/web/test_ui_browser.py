@@ -301,11 +301,19 @@ async def test_names_with_markup_are_text_on_every_page(tmp_path, browser):
 
 async def test_charging_rules_and_cm_vars_are_saved(tmp_path, browser):
     async with running_app(tmp_path / "data", cycle_ms=500) as cb:
+        advanced = {"id": 3, "cond": {"type": "time", "start": 1260, "end": 360},
+                    "action": {"type": "set", "value": 6000}}
+        status, _ = await cb.client.post("set_device", {"devices": [
+            {"dev_id": "E1", "charging_rules": [advanced]}]})
+        assert status == 200
+        _, devices = await cb.client.get("get_devices")
+        stored_advanced = next(d for d in devices if d["dev_id"] == "E1")["charging_rules"][0]
         page = await browser.new_page()
         problems = watch(page)
         await sign_in_admin(page, cb.client.base_url, "/ui/config#rules")
+        await expect(page.get_by_test_id("rule")).to_have_count(1, timeout=TIMEOUT_MS)
         await page.get_by_role("button", name="Add rule").click()
-        rule = page.get_by_test_id("rule").first
+        rule = page.get_by_test_id("rule").nth(1)
         await rule.get_by_label("Current (mA)").fill("8000")
         await rule.get_by_label("Sat").uncheck()
         await rule.get_by_label("Sun").uncheck()
@@ -315,15 +323,15 @@ async def test_charging_rules_and_cm_vars_are_saved(tmp_path, browser):
         await expect(page.locator("form .form-status")).to_have_text("saved", timeout=TIMEOUT_MS)
         _, devices = await cb.client.get("get_devices")
         rules = next(d for d in devices if d["dev_id"] == "E1")["charging_rules"]
-        assert len(rules) == 1
-        assert {k: rules[0][k] for k in ("days", "current", "time", "dur", "mode", "enabled")} == {
+        assert len(rules) == 2 and rules[0] == stored_advanced  # kept as it was
+        assert {k: rules[1][k] for k in ("days", "current", "time", "dur", "mode", "enabled")} == {
             "days": 31, "current": 8000, "time": 22 * 60 + 30, "dur": 480, "mode": 0,
             "enabled": True}
         # a value the API refuses: its message, nothing stored
         await rule.get_by_label("Current (mA)").fill("9000000")
         await page.get_by_role("button", name="Save rules").click()
         await expect(page.locator('[data-error-for="charging_rules"]')).to_contain_text(
-            "charging_rules.0.current", timeout=TIMEOUT_MS)
+            "charging_rules.1.current", timeout=TIMEOUT_MS)
         _, devices = await cb.client.get("get_devices")
         assert next(d for d in devices if d["dev_id"] == "E1")["charging_rules"] == rules
         await page.goto(cb.client.base_url + "/ui/config#vars")

@@ -277,7 +277,18 @@ async function rulesSection(root) {
   if (owners.length) show();
 }
 
+/** A condition/action rule (docs/charging-rules.md) is edited as its JSON text. */
+function jsonRuleRow(rule, index) {
+  const text = h("textarea", {class: "rule-json", rows: 4, "aria-label": `rule ${index + 1} as JSON`},
+                 JSON.stringify(rule, null, 1));
+  const row = h("fieldset", {class: "rule", dataset: {testid: "rule", json: "1"}},
+    h("legend", {}, `Rule ${index + 1} (condition/action, JSON)`), text,
+    h("button", {type: "button", class: "danger", onclick: () => row.remove()}, "Remove rule"));
+  return row;
+}
+
 function ruleRow(rule, index) {
+  if ("cond" in rule || "action" in rule) return jsonRuleRow(rule, index);
   const r = {days: 127, mode: 0, current: 0, enabled: true, udur: 0, time: 0, dur: 0, expr: "", ...rule};
   const num = (cls, value, label, attrs = {}) => h("label", {}, label, " ",
     h("input", {type: "number", class: cls, value: String(value), ...attrs}));
@@ -290,7 +301,7 @@ function ruleRow(rule, index) {
     h("legend", {}, `Rule ${index + 1}`),
     h("label", {class: "check"}, h("input", {type: "checkbox", class: "enabled", checked: r.enabled}), " enabled"),
     days, h("label", {}, "Mode ", mode),
-    num("current", r.current, "Current (mA)", {min: 0, step: 100}),
+    num("current", r.current, "Current (mA)", {step: 100}),
     h("label", {}, "From ", h("input", {type: "time", class: "time", value: hhmm(r.time)})),
     num("dur", r.dur, "Duration (min)", {min: 0, max: 1440}),
     num("udur", r.udur, "Undercut (s)", {min: 0}),
@@ -301,6 +312,10 @@ function ruleRow(rule, index) {
 }
 
 function readRule(row) {
+  if (row.dataset.json) {
+    const text = row.querySelector(".rule-json").value;
+    try { return JSON.parse(text); } catch { return text; }  // the API names what is wrong
+  }
   const q = (cls) => row.querySelector(`.${cls}`);
   const [hh, mm] = (q("time").value || "00:00").split(":").map(Number);
   let days = 0;
