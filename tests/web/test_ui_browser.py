@@ -343,3 +343,42 @@ async def test_charging_rules_and_cm_vars_are_saved(tmp_path, browser):
         _, cm = await cb.client.get("get_cm_vars")
         assert cm["vars"] == [{"name": "PWR", "expr": 70, "value": 70}]
         assert problems == []
+
+
+async def test_tile_controls_for_admin_and_user_none_for_visitors(tmp_path, browser):
+    async with running_app(tmp_path / "data", cycle_ms=500) as cb:
+        _, uid = await cb.client.get("get_new_user_id")
+        status, _ = await cb.client.post("set_user", {"id": uid, "name": "Ada", "dev_ids": ["E1"],
+                                                      "rfids": [{"id": "4711"}]})
+        assert status == 200
+        assert (await cb.client.get("sim_vehicle", dev_id="E1", plugged=1))[0] == 200
+        assert (await cb.client.get("enter_rfid", rfid="4711", dev_id="E1"))[0] == 200
+        visitor = await browser.new_page()
+        await visitor.goto(cb.client.base_url + "/ui/")
+        await expect(tile(visitor, "E1")).to_be_visible(timeout=TIMEOUT_MS)
+        await expect(visitor.get_by_test_id("who")).to_have_text("not signed in")
+        assert await tile(visitor, "E1").locator(".controls, button").count() == 0
+        # the user, signed in by PIN, pauses their own session
+        page = await browser.new_page()
+        problems = watch(page)
+        await page.goto(cb.client.base_url + "/ui/")
+        await page.get_by_test_id("signin-button").click()
+        await page.get_by_label("User id or PIN").fill("4711")
+        await page.get_by_role("button", name="Sign in as user").click()
+        await expect(page.get_by_test_id("who")).to_have_text("user Ada", timeout=TIMEOUT_MS)
+        await tile(page, "E1").get_by_role("button", name="Pause charging").click()
+        await expect(field(page, "E1", "override")).to_have_text(
+            "charging paused until unplug", timeout=TIMEOUT_MS)
+        await expect(tile(page, "E1").get_by_role("button", name="Resume charging")).to_be_visible()
+        _, info = await cb.client.get("get_dev_info")
+        assert next(d for d in info["devices"] if d["dev_id"] == "E1")["overrides"] & 1
+        # the admin caps the session's current
+        admin = await browser.new_page()
+        problems += watch(admin)
+        await sign_in_admin(admin, cb.client.base_url, "/ui/")
+        await tile(admin, "E1").get_by_label("Limit (A)").fill("8")
+        await tile(admin, "E1").get_by_role("button", name="Set").click()
+        await expect(field(admin, "E1", "ovcur")).to_have_text("8.0 A", timeout=TIMEOUT_MS)
+        await tile(admin, "E1").get_by_role("button", name="Resume charging").click()
+        await expect(field(admin, "E1", "override")).to_have_count(0, timeout=TIMEOUT_MS)
+        assert problems == []
