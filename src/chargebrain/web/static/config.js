@@ -15,6 +15,17 @@ const ROLES = ["display", "consumption", "production", "grid", "EV", "storage (h
 const RULE_MODES = ["absolute current", "relative current", "solar current", "relative solar current",
                     "solar current minus value", "solar surplus"];
 const DAYS = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"];
+// words for the device fields (the API's name stays in the label: errors name it)
+const DEVICE_LABELS = {
+  device_enabled: "Enabled", name: "Name", desc: "Description", number: "Number", address: "Address",
+  id: "Modbus unit id", used_phases: "Used phases (mask, 0 = determine)", com_timeout_ms: "Timeout (ms)",
+  label: "Label", min_charging_cur: "Min current (mA)", max_charging_cur: "Max current (mA or formula)",
+  prio: "Priority", group: "Group", phase_rotation: "Phase rotation", attach: "Meter measuring it",
+  fixed_rfid: "Fixed RFID", role: "Role", factor: "Factor", invert: "Invert", is_va: "Reads VA",
+  phases: "Phases measured (mask, 0 = all)", sim_power_w: "Simulated power (W)",
+  battery_save_threshold: "Battery save threshold (mA)", enable_snooze: "Snooze", enable_wakeup: "Wake-up",
+  accept_unauthenticated: "Accept HTTP input without admin", ocpp_gateway_client_id: "OCPP gateway client id"};
+
 // device fields edited elsewhere or never by hand
 const DEVICE_SKIP = new Set(["dev_id", "dev_type", "charging_rules", "users", "soft_meter"]);
 
@@ -143,7 +154,8 @@ function editDevice(editor, d, groups, meters) {
     .map((g) => [Number(g.dev_id.slice(1)), `${g.dev_id} ${g.name}`])];
   for (const [name, value] of Object.entries(d)) {
     if (DEVICE_SKIP.has(name)) continue;
-    const opts = {id: `d-${name}`};
+    const opts = {id: `d-${name}`, label: DEVICE_LABELS[name] ? `${DEVICE_LABELS[name]} · ${name}` : name};
+    if (name === "device_enabled") opts.options = [[1, "enabled"], [0, "disabled"]];
     if (name === "role") opts.options = ROLES.map((label, i) => [i, `${i} ${label}`]);
     if (name === "group") opts.options = groupOptions;
     if (name === "attach") opts.options = [["", "none"], ...meters.map((m) => [m.dev_id, `${m.dev_id} ${m.name}`])];
