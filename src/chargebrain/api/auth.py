@@ -47,7 +47,8 @@ AUTH_REALM = 'Basic realm="chargebrain"'
 # request is cross-site (see `cross_site_refusal`).
 READ_ONLY_COMMANDS = frozenset({
     "get_dev_info", "get_params", "get_dev_types", "get_devices", "explain", "get_cm_vars",
-    "get_users", "get_user", "get_new_user_id", "get_transactions", "modbus_get"})
+    "get_users", "get_user", "get_new_user_id", "get_transactions", "modbus_get",
+    "get_usage"})  # get_usage: the usage graphs' data (arrives with the recorder)
 SAME_SITE_FETCH = frozenset({"same-origin", "none"})
 
 
