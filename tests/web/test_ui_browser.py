@@ -382,3 +382,24 @@ async def test_tile_controls_for_admin_and_user_none_for_visitors(tmp_path, brow
         await tile(admin, "E1").get_by_role("button", name="Resume charging").click()
         await expect(field(admin, "E1", "override")).to_have_count(0, timeout=TIMEOUT_MS)
         assert problems == []
+
+
+async def test_change_the_admin_password(tmp_path, browser):
+    async with running_app(tmp_path / "data", cycle_ms=500) as cb:
+        page = await browser.new_page()
+        problems = watch(page)
+        await sign_in_admin(page, cb.client.base_url, "/ui/config#params")
+        await page.get_by_label("Current password").fill("not-it")
+        await page.get_by_label("New password (8–128)").fill("a-new-password")
+        await page.get_by_role("button", name="Change admin password").click()
+        await expect(page.locator('[data-error-for="old_pwd new_pwd"]')).to_have_text(
+            "old_pwd is wrong", timeout=TIMEOUT_MS)
+        assert cb.app.auth.check_password(ADMIN_PASSWORD)
+        await page.get_by_label("Current password").fill(ADMIN_PASSWORD)
+        await page.get_by_role("button", name="Change admin password").click()
+        await expect(page.locator("form .form-status").last).to_have_text("password changed",
+                                                                       timeout=TIMEOUT_MS)
+        assert cb.app.auth.check_password("a-new-password")
+        await page.reload()  # still signed in, with the new password
+        await expect(page.get_by_test_id("who")).to_have_text("admin", timeout=TIMEOUT_MS)
+        assert problems == []

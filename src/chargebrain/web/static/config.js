@@ -2,7 +2,7 @@
 // CM variables, all through /cnf. An error the API answers is shown next to the field it names.
 // Text only: names from the configuration are set as text (h() makes text nodes).
 
-import {$, api, frame, h, isAdmin, showError} from "/ui/static/common.js";
+import {$, api, frame, h, isAdmin, showError, signInAdmin} from "/ui/static/common.js";
 
 // get_params names set_params refuses ("X is read-only"; api/handlers/devices.py READ_ONLY),
 // and the power names that only restate a current parameter.
@@ -101,7 +101,28 @@ async function paramsSection(root) {
   }
   form.append(h("div", {class: "actions"}, h("button", {type: "submit"}, "Save site parameters"), msg));
   root.append(h("h3", {}, "Site parameters"),
-    h("p", {class: "hint"}, "Currents in mA; limits may be formulas. Only changed values are sent."), form);
+    h("p", {class: "hint"}, "Currents in mA; limits may be formulas. Only changed values are sent."), form,
+    passwordForm());
+}
+
+/** change_admin_pwd; on success the stored sign-in is replaced by the new password. */
+function passwordForm() {
+  const msg = status();
+  const old = h("input", {type: "password", id: "pw-old", name: "old_pwd", autocomplete: "current-password"});
+  const pw = h("input", {type: "password", id: "pw-new", name: "new_pwd", autocomplete: "new-password", minlength: 8});
+  const form = h("form", {class: "inline-form", onsubmit: async (ev) => {
+    ev.preventDefault();
+    const res = await api("change_admin_pwd", {old_pwd: old.value, new_pwd: pw.value});
+    showError(form, res.error, msg);
+    if (res.ok) {
+      await signInAdmin(pw.value);
+      old.value = pw.value = "";
+      msg.textContent = "password changed";
+    }
+  }}, h("label", {for: "pw-old"}, "Current password"), old, h("label", {for: "pw-new"}, "New password (8–128)"), pw,
+     h("button", {type: "submit"}, "Change admin password"), msg,
+     h("span", {class: "field-error", role: "alert", dataset: {errorFor: "old_pwd new_pwd"}}));
+  return h("section", {}, h("h3", {}, "Admin password"), form);
 }
 
 // -- devices -------------------------------------------------------------------------------------
