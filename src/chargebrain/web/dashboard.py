@@ -71,12 +71,14 @@ class Dashboard:
         return page
 
     async def whoami(self, request: web.Request) -> web.StreamResponse:
-        """`GET /ui/whoami`: `{"admin": bool}` for the request's credentials. Never a 401
+        """`GET /ui/whoami`: `{"admin": bool, "via": …, "charts": bool}` for the request's
+        credentials (`charts`: this build has the usage graphs page). Never a 401
         challenge, so checking a password from a page does not pop up the browser's dialog;
         a wrong password counts as a failure for the slowdown as on `/cnf`."""
         principal = await self.auth.principal(request.headers.get("Authorization"),
                                               request.remote or "")
-        return web.json_response({"admin": principal.is_admin, "via": principal.via},
+        return web.json_response({"admin": principal.is_admin, "via": principal.via,
+                                  "charts": "charts.html" in self.files},
                                  headers={"Cache-Control": "no-store"})
 
     async def _refusal(self, request: web.Request) -> tuple[web.Response | None, bool]:

@@ -65,15 +65,18 @@ export async function signInUser(secret) {
 
 export function signOut() { setSignin(null); }
 
-/** Is the admin signed in? (Checks with the server once per page.) */
-let adminCheck = null;
-export function isAdmin() {
-  if (adminCheck === null) {
+/** /ui/whoami for the stored sign-in (asked once per page). */
+let meCheck = null;
+function me() {
+  if (meCheck === null) {
     const s = signin();
-    adminCheck = whoami(s && s.kind === "admin" ? s.auth : null).then((me) => me.admin);
+    meCheck = whoami(s && s.kind === "admin" ? s.auth : null).catch(() => ({admin: false}));
   }
-  return adminCheck;
+  return meCheck;
 }
+
+/** Is the admin signed in? */
+export function isAdmin() { return me().then((m) => m.admin); }
 
 // -- the API -----------------------------------------------------------------------------------
 
@@ -128,6 +131,7 @@ export function showError(form, error, fallback) {
 
 // -- the page frame ----------------------------------------------------------------------------
 
+const CHARTS = "/ui/charts";
 const PAGES = [["/ui/", "Dashboard"], ["/ui/config", "Configuration"],
                ["/ui/transactions", "Transactions"], ["/ui/en/sim.htm", "Simulation"]];
 
@@ -157,6 +161,10 @@ export async function frame(active) {
   for (const [href, label] of PAGES) {
     nav.append(h("a", {href, "aria-current": href === active ? "page" : false}, label));
   }
+  // the usage graphs page, where this build has one (web/static/charts.html)
+  me().then((m) => {
+    if (m.charts) nav.children[0].after(h("a", {href: CHARTS, "aria-current": active === CHARTS ? "page" : false}, "Usage graphs"));
+  });
   const who = h("span", {class: "who", dataset: {testid: "who"}});
   const button = h("button", {type: "button", dataset: {testid: "signin-button"}});
   nav.append(who, button);
