@@ -144,7 +144,8 @@ function signinDialog() {
     h("form", {id: "signin-admin", onsubmit: async (ev) => {
       ev.preventDefault();
       try { await signInAdmin(pw.value); location.reload(); } catch (err) { msg.textContent = err.message; }
-    }}, h("label", {for: "signin-pw"}, "Admin password"), pw, h("button", {type: "submit"}, "Sign in as admin")),
+    }}, h("input", {type: "text", name: "username", autocomplete: "username", value: "admin", hidden: true}),
+       h("label", {for: "signin-pw"}, "Admin password"), pw, h("button", {type: "submit"}, "Sign in as admin")),
     h("form", {id: "signin-userform", onsubmit: async (ev) => {
       ev.preventDefault();
       try { await signInUser(secret.value); location.reload(); } catch (err) { msg.textContent = err.message; }
