@@ -100,7 +100,7 @@ async def test_a_sim_meter_value_shows_on_the_dashboard_and_leaving_zeroes_it(tm
         problems = watch(sim)
         await sim.goto(cb.client.base_url + "/ui/en/sim.htm")
         meter_tile = sim.locator(f'[data-testid="sim-meter"][data-dev="{meter}"]')
-        await meter_tile.get_by_label("Power (W; generation negative)").fill("2300")
+        await meter_tile.get_by_label("Power (W)").fill("2300")
         await meter_tile.get_by_role("button", name="Set").click()
         await expect(field(dash, meter, "power")).to_have_text("2300 W", timeout=TIMEOUT_MS)
         await expect(meter_tile.locator(".live")).to_have_text("2300 W", timeout=TIMEOUT_MS)

@@ -57,7 +57,7 @@ function meterTile(d, config) {
       ev.preventDefault();
       const r = await api("set_device", {}, {devices: [{dev_id: d.dev_id, sim_power_w: Number(power.value)}]});
       msg.textContent = r.ok ? "set" : r.error;
-    }}, h("label", {for: inputId}, "Power (W; generation negative)"), power,
+    }}, h("label", {for: inputId}, "Power (W)"), power,
        h("button", {type: "submit"}, "Set"), msg));
   live(el, d);
   return el;
