@@ -401,3 +401,31 @@ async def test_change_the_admin_password(tmp_path, browser):
         await page.reload()  # still signed in, with the new password
         await expect(page.get_by_test_id("who")).to_have_text("admin", timeout=TIMEOUT_MS)
         assert problems == []
+
+
+async def test_pages_fit_a_phone_and_work_by_keyboard(tmp_path, browser):
+    async with running_app(tmp_path / "data", demo=True, cycle_ms=500) as cb:
+        context = await browser.new_context(
+            viewport={"width": 360, "height": 740}, is_mobile=True,
+            http_credentials={"username": "admin", "password": ADMIN_PASSWORD})
+        page = await context.new_page()
+        problems = watch(page)
+        # sign in with the keyboard only
+        await page.goto(cb.client.base_url + "/ui/")
+        await page.get_by_test_id("signin-button").focus()
+        await page.keyboard.press("Enter")
+        await expect(page.get_by_label("Admin password")).to_be_focused()
+        await page.keyboard.type(ADMIN_PASSWORD)
+        await page.keyboard.press("Enter")
+        await expect(page.get_by_test_id("who")).to_have_text("admin", timeout=TIMEOUT_MS)
+        pages = (("/ui/", ".tile"), ("/ui/config#params", "[data-testid=params-form]"),
+                 ("/ui/config#devices", "[data-testid=device-list]"),
+                 ("/ui/transactions", "#tx"), ("/ui/en/sim.htm", "[data-testid=sim-evse]"))
+        for path, ready in pages:
+            await page.goto(cb.client.base_url + path)
+            await page.locator(ready).first.wait_for()
+            overflow = await page.evaluate(
+                "document.documentElement.scrollWidth - document.documentElement.clientWidth")
+            assert overflow <= 0, f"{path} scrolls sideways by {overflow} px"
+        assert problems == []
+        await context.close()
