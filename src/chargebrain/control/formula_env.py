@@ -231,11 +231,7 @@ def device_values(device: Device, registry: DeviceRegistry, now_s: float, voltag
            f"{prefix}.com_err2": float(status.com_err and outage_s > COM_ERR2_S),
            f"{prefix}.id": float(getattr(config, "id", 0))}
     if device.family is Family.GROUP:
-        limit = getattr(config, "max_charging_cur", None)
-        if isinstance(limit, int):
-            out[f"{prefix}.max_current"] = float(limit)
-        elif max_current_ma is not None:
-            out[f"{prefix}.max_current"] = float(max_current_ma)
+        _max_current(out, prefix, config, max_current_ma)
         return out
     meter = status.meter_reading
     if device.kind is Kind.METER and meter is not None:
@@ -266,12 +262,18 @@ def device_values(device: Device, registry: DeviceRegistry, now_s: float, voltag
                 out[f"{prefix}.input{bit + 1}"] = float(evse.inputs >> bit & 1)
     if device.kind is Kind.EVSE:
         out[f"{prefix}.min_current"] = float(getattr(config, "min_charging_cur", 0))
-        limit = getattr(config, "max_charging_cur", None)
-        if isinstance(limit, int):
-            out[f"{prefix}.max_current"] = float(limit)
-        elif max_current_ma is not None:
-            out[f"{prefix}.max_current"] = float(max_current_ma)
+        _max_current(out, prefix, config, max_current_ma)
     return out
+
+
+def _max_current(out: dict[str, float], prefix: str, config: Any,
+                 evaluated_ma: float | None) -> None:
+    """`<dev>.max_current`: the configured number, or a formula maximum's last value."""
+    limit = getattr(config, "max_charging_cur", None)
+    if isinstance(limit, int):
+        out[f"{prefix}.max_current"] = float(limit)
+    elif evaluated_ma is not None:
+        out[f"{prefix}.max_current"] = float(evaluated_ma)
 
 
 def local_powerbrain(registry: DeviceRegistry) -> Device | None:
