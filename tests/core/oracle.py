@@ -89,7 +89,8 @@ def drawn_ma(world: World, e: EvseInput) -> Phases:
 def site_surplus_w(world: World) -> int:
     """The PV surplus the surplus wallboxes may use (W), from the meters (docs §8).
 
-    With a site grid meter: −grid + what all wallboxes draw now (0 when that meter is stale).
+    With a site grid meter: −grid + what the controlled wallboxes draw now (0 when that meter
+    is stale; a disabled or silent wallbox's draw is not the planner's to give away).
     Without: production − consumption (0 when one of those meters is stale). The generated
     sites have no storage. A surplus formula (`SiteInput.surplus_w`) replaces all of this.
     """
@@ -100,7 +101,7 @@ def site_surplus_w(world: World) -> int:
     if site_grid:
         if 0 not in world.grid_nodes:
             return 0
-        ev_ma = sum(sum(drawn_ma(world, e)) for e in world.site.evses)
+        ev_ma = sum(sum(drawn_ma(world, e)) for e in controlled(world))
         return max(0, -sum(m.power_w for m in site_grid) + round(ev_ma * VOLT / 1000))
     surplus = 0
     for m in meters:
