@@ -278,8 +278,11 @@ def _allocate_with_phases(snap: Snapshot, controlled: list[_EvseView], memory: P
 
 
 def _admits(sp: Setpoint) -> bool:
-    """A trial admitted the EVSE (or only the surplus start delay keeps it waiting)."""
-    return sp.current_ma > 0 or sp.pause_reason == "surplus_start"
+    """A trial admitted the EVSE (or only the surplus start delay keeps it waiting); being
+    held at the minimum through a surplus dip is not being admitted."""
+    if sp.current_ma > 0:
+        return sp.reason.code != "surplus_hold"
+    return sp.pause_reason == "surplus_start"
 
 
 def snapshot(site: SiteInput, memory: PlanMemory, now_s: float) -> Snapshot:
