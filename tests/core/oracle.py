@@ -128,6 +128,28 @@ def min_ma(e: EvseInput) -> int:
     return max(e.min_current_ma, MIN_FLOOR_MA)
 
 
+def max_ma(e: EvseInput) -> int:
+    """The most `e` may get: its maximum; a surplus wallbox whose phases are not known yet
+    only its minimum (docs "PV surplus": the surplus is predicted for one phase)."""
+    if e.surplus and not e.phases_known and e.max_current_ma >= min_ma(e):
+        return min_ma(e)
+    return e.max_current_ma
+
+
+def surplus_phases(world: World, result: PlanResult, e: EvseInput) -> int:
+    """The phases the surplus pool divides by for `e`: those of its setpoint, or one (the
+    prediction) while its phases are not known and the planner did not choose them."""
+    mask = setpoint_mask(world, result, e)
+    if not e.phases_known and not result.setpoints[e.dev_id].one_phase:
+        return 1
+    return mask.bit_count()
+
+
+def held(result: PlanResult, e: EvseInput) -> bool:
+    """`e` is held at its minimum through a surplus dip (outside the surplus pool)."""
+    return result.setpoints[e.dev_id].reason.code == "surplus_hold"
+
+
 def tier(e: EvseInput) -> tuple[int, int]:
     """Strict tiers, smaller first: surplus wallboxes, then by priority (highest first)."""
     return (0 if e.surplus else 1, -e.priority)
@@ -191,7 +213,7 @@ def coefficient(world: World, result: PlanResult, row: Row, e: EvseInput) -> int
     """How much of `row` one mA of `e`'s setpoint uses (0: `e` is not on it)."""
     mask = setpoint_mask(world, result, e)
     if row.node is None:
-        return mask.bit_count() * VOLT if e.surplus else 0
+        return surplus_phases(world, result, e) * VOLT if e.surplus else 0
     assert row.phase is not None
     if not mask >> row.phase & 1:
         return 0
@@ -206,7 +228,8 @@ class Usage:
 
     rows: list[Row]
     coeff: list[dict[str, int]]  # per row: dev_id → coefficient (only wallboxes on it)
-    headroom: list[int]  # per row: room − what the setpoints use
+    headroom: list[int]  # per row: room − what the setpoints use (and the pool reserves)
+    held_use: list[int]  # per row: what wallboxes held through a surplus dip use there
 
     def rows_of(self, dev_id: str) -> list[int]:
         return [i for i, c in enumerate(self.coeff) if dev_id in c]
@@ -218,14 +241,22 @@ def usage(world: World, result: PlanResult, all_rows: list[Row],
     evses = [e for e in controlled(world) if filt is None or filt(e)]
     coeff: list[dict[str, int]] = []
     headroom: list[int] = []
+    held_use: list[int] = []
     for row in all_rows:
         on: dict[str, int] = {}
-        used = 0
+        used = held_here = 0
         for e in evses:
             c = coefficient(world, result, row, e)
-            if c:
-                on[e.dev_id] = c
-                used += c * result.setpoints[e.dev_id].current_ma
+            if not c:
+                continue
+            sp = result.setpoints[e.dev_id]
+            on[e.dev_id] = c
+            used += c * sp.current_ma
+            if row.node is None and held(result, e):
+                held_here += c * sp.current_ma  # held at its minimum: may overrun the pool
+            elif row.node is None and sp.pause_reason == "surplus_start":
+                used += c * min_ma(e)  # its minimum is reserved while it waits to start
         coeff.append(on)
         headroom.append(row.room - used)
-    return Usage(all_rows, coeff, headroom)
+        held_use.append(held_here)
+    return Usage(all_rows, coeff, headroom, held_use)
