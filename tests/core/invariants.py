@@ -206,6 +206,8 @@ def check_fairness(world: World, result: PlanResult, use: Usage) -> None:
                 got = sp[other].current_ma
                 if other == e.dev_id or got == 0:
                     continue
+                if use.rows[i].node is None and held(result, f):
+                    continue  # held at its minimum through a dip: outside the pool
                 if tier(f) > tier(e):
                     unfair.append(f"{other} (lower tier) {got}")
                 elif (tier(f) == tier(e) and got > cur + STEP_MA and got != min_ma(f)):

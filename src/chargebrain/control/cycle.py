@@ -60,6 +60,7 @@ from chargebrain.control.inputs import (
     site_settings,
 )
 from chargebrain.control.policy import policy_setpoint
+from chargebrain.control.rules_stage import RulesStage, SiteView
 from chargebrain.control.virtual import KINDS as VIRTUAL_KINDS
 from chargebrain.control.virtual import SiteFlows, VirtualMeters
 from chargebrain.core.budget import meter_currents_ma
@@ -172,6 +173,7 @@ class ControlCycle:
         self.memory = PlanMemory()
         self.last: CycleRecord | None = None
         self.sessions = SessionTracker()
+        self.rules = RulesStage()  # charging rules: compiled programs and per-EVSE memory
         self.virtual = VirtualMeters()
         self.stats = CycleStats()
         self.started = 0  # cycles begun
@@ -556,6 +558,10 @@ class ControlCycle:
         evses = registry.evses()
         present = {d.dev_id for d in evses}
         self.sessions.forget_missing(present)
+        self.rules.forget(present)
+        last = self.last
+        view = SiteView.from_plan(last.site if last else None, last.result if last else None,
+                                  now)
         for table in (self._history, self._observed, self._gates):
             for dev_id in [k for k in table if k not in present]:
                 del table[dev_id]
@@ -584,10 +590,15 @@ class ControlCycle:
             self._gates[device.dev_id] = gate
             ctx.gates[device.dev_id] = gate
             history = self._history.get(device.dev_id)
-            ctx.evses.append(evse_input(
+            evse = evse_input(
                 registry, device, gate, self.sessions, now, ctx,
                 readings=tuple(history.readings) if history is not None else (),
-                commands=tuple(history.commands) if history is not None else ()))
+                commands=tuple(history.commands) if history is not None else ())
+            # -- charging rules (EVSE's and user's/card's; the lower wins) ------------------
+            ctx.evses.append(self.rules.apply(
+                evse, device.config.charging_rules, evse_rules_on=gate.evse_rules,
+                user_rules=gate.rules, user_rules_on=gate.user_rules,
+                rules_owner=gate.rules_owner, view=view, now_s=now, notes=ctx.notes))
         site = SiteInput(settings, tuple(ctx.groups), tuple(ctx.meters), tuple(ctx.evses))
         return site, ctx
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from chargebrain.users.cycle import observe_evse
 from chargebrain.users.service import UserService
@@ -58,6 +58,10 @@ class EvseGate:
     overrides: int = 0  # bit0 C, bit1 E, bit2 U
     ov_cur: int = 0  # override current (mA), 0 = none
     ta_en: int = 0  # Wh of the running transaction
+    evse_rules: bool = True  # the EVSE's charging rules apply (override E switches them off)
+    user_rules: bool = True  # the user's/card's rules apply (override U switches them off)
+    rules: tuple[Any, ...] = ()  # the session's user/card charging rules (checked JSON)
+    rules_owner: str = ""  # whose they are ("user 3"), for reasons
 
 
 class UsersHook(Protocol):
@@ -115,6 +119,10 @@ class UsersLink:
             overrides=int(gate.overrides),
             ov_cur=int(gate.ov_cur or 0),
             ta_en=ta_en,
+            evse_rules=gate.evse_rules,
+            user_rules=gate.user_rules,
+            rules=gate.rules,
+            rules_owner=gate.rules_owner,
         )
 
 

@@ -14,8 +14,6 @@ and the params, and build plain input records; they do no I/O. What they decide:
   phases learned since plug-in (every phase seen drawing > 500 mA, kept until unplug), else all
   three. Assuming three phases until the car shows what it uses never under-books a phase;
   for PV surplus such an EVSE is predicted to use one phase (`phases_known` false).
-- **PV surplus**: an enabled legacy `mode 5` rule makes the EVSE a surplus EVSE, its `udur`
-  the stop delay (`legacy_surplus`, a stand-in until the rule engine lands).
 - **Maximum current**: the configured one, capped by what the car/cable/wallbox reports
   (`cable_max_ma`) and by an override (`mamps`).
 - Virtual meters are never inputs (they are computed from the plan); disabled meters are not
@@ -145,17 +143,6 @@ def site_settings(params: Any, notes: list[str]) -> SiteSettings:
     )
 
 
-def legacy_surplus(config: cfg.EvseConfig) -> tuple[bool, float]:
-    """(surplus, stop delay s) from the EVSE's legacy rules: an enabled `mode 5` rule ("solar
-    surplus") makes it a surplus EVSE with the rule's `udur` as its stop delay.
-
-    Minimal stand-in until the rule engine evaluates rules (days, time windows and the other
-    modes are not looked at here)."""
-    for rule in config.charging_rules:
-        if rule.enabled and rule.mode == 5:
-            return True, float(rule.udur)
-    return False, 0.0
-
 
 def group_input(device: Device, notes: list[str]) -> GroupInput:
     """An `evse_group` as a node of the limit tree."""
@@ -263,7 +250,6 @@ def evse_input(registry: DeviceRegistry, device: Device, gate: EvseGate,
         mask = session.learned_mask
     else:
         mask, known = ALL_PHASES_MASK, False  # booked on all three; surplus predicts one
-    surplus, stop_delay_s = legacy_surplus(config)
     com_since = status.com_err_since_s if status.com_err else None
     energy_now = energy if energy is not None else 0.0
     session_wh = 0
@@ -294,8 +280,6 @@ def evse_input(registry: DeviceRegistry, device: Device, gate: EvseGate,
                              and evse_capabilities(device.driver).phase_switching),
         readings=readings if fresh else (),
         commands=commands,
-        surplus=surplus,
-        surplus_stop_delay_s=stop_delay_s,
         phases_known=known,
     )
 

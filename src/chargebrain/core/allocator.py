@@ -251,7 +251,7 @@ def allocate(snap: Snapshot) -> Allocation:
         if not d.wants_charge or d.phases_mask & 0b111 == 0 or d.max_ma < min_ma:
             reason = d.not_charging_reason or _no_charge_reason(d, min_ma)
             setpoints[d.dev_id] = _setpoint(d, 0, False, reason)
-            timers[d.dev_id] = EvseTimers()
+            timers[d.dev_id] = _surplus_rule_stop(d, t, now, params)
             continue
         if (t.pause_held and t.paused_since_s is not None
                 and now - t.paused_since_s < params.min_pause_time_s):
@@ -338,6 +338,25 @@ def allocate(snap: Snapshot) -> Allocation:
             reason = ev.reason or Reason("site_limit", "no room")
             setpoints[d.dev_id] = _setpoint(d, 0, True, reason, ev.pause_reason or reason.code)
     return Allocation(setpoints, timers)
+
+
+def _surplus_rule_stop(d: EvseDemand, t: EvseTimers, now: float,
+                       params: AllocParams) -> EvseTimers:
+    """The timers of an EVSE that does not want current now.
+
+    Normally none (a new start is free). But a surplus EVSE that its PV rule stops (the
+    rule's undercut time ran out: "not_allowed", still plugged in) leaves a *held* pause, as a
+    surplus stop in the planner does, when surplus hysteresis is on: its next start waits for
+    `min_pause_time_s`, so a cloudy day does not toggle the contactor through the rule."""
+    reason = d.not_charging_reason
+    hysteresis = params.surplus_stop_delay_s > 0 or params.surplus_start_delay_s > 0
+    if not (d.surplus and hysteresis and reason is not None and reason.code == "not_allowed"):
+        return _NO_TIMERS
+    if t.last_current_ma > 0:
+        return EvseTimers(now, None, 0, pause_held=True, last_cut_s=now)
+    if t.pause_held and t.paused_since_s is not None:
+        return EvseTimers(t.paused_since_s, None, 0, pause_held=True, last_cut_s=t.last_cut_s)
+    return _NO_TIMERS
 
 
 def _paused_timers(ev: _Ev, t: EvseTimers, now: float, min_pause_s: float) -> EvseTimers:

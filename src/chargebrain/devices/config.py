@@ -25,6 +25,7 @@ from pydantic import (
     model_validator,
 )
 
+from chargebrain.core.rules.schema import AnyRule, error_location
 from chargebrain.devices import types
 from chargebrain.devices.types import Family, Kind
 from chargebrain.modbus import address as modbus_address
@@ -86,22 +87,6 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False, validate_default=False)
 
 
-class LegacyRule(_Strict):
-    """A charging rule in the seed's (pre-1.25) layout; stored and checked for shape only."""
-
-    days: int = Field(127, ge=0, le=127)  # bit0 Monday … bit6 Sunday
-    mode: int = Field(0, ge=0, le=5)
-    current: int = Field(0, ge=0, le=MAX_CURRENT_MA)  # mA
-    enabled: bool = True
-    udur: int = Field(0, ge=0, le=86_400)  # undercut duration, s
-    time: int = Field(0, ge=0, le=1439)  # minutes after midnight
-    dur: int = Field(0, ge=0, le=1440)  # minutes
-    expr: str = Field("", max_length=MAX_FORMULA)
-    input: Text = ""
-    price_level: int = Field(0, ge=-10, le=10)
-    solar: int = Field(0, ge=0, le=MAX_CURRENT_MA)  # mA
-
-
 class CommonConfig(_Strict):
     """Fields every device has."""
 
@@ -135,7 +120,8 @@ class EvseConfig(CommonConfig):
     users: Annotated[list[Annotated[str, Field(min_length=1, max_length=64)]],
                      BeforeValidator(_user_ids), Field(max_length=1000)] = []
     fixed_rfid: str = Field("", max_length=64)
-    charging_rules: list[LegacyRule] = Field(default_factory=list, max_length=100)
+    # legacy and condition/action rules (core.rules.schema, docs/charging-rules.md)
+    charging_rules: list[AnyRule] = Field(default_factory=list, max_length=100)
     battery_save_threshold: int = Field(0, ge=0, le=MAX_CURRENT_MA)  # mA, 0 = off
     enable_snooze: bool = False
     enable_wakeup: bool = False
@@ -303,7 +289,7 @@ def validate_config(raw: dict[str, Any]) -> DeviceConfig:
 def describe(err: ValidationError) -> str:
     """One clear sentence for the first problem of a pydantic error."""
     first = err.errors(include_url=False)[0]
-    loc = ".".join(str(p) for p in first["loc"])
+    loc = error_location(first["loc"])
     kind = first["type"]
     if kind == "extra_forbidden":
         return f"unknown device field {loc}"

@@ -13,6 +13,10 @@ Rules (spec section 6, feature inventory B.5):
 - A budget (the card's while it has one, else the user's) that is used up stops charging.
 - The card's priority replaces the user's, which replaces the EVSE's; a card's `used_phases`
   replaces the phases the EVSE would assume.
+- Charging rules: the card's `charging_rules` when it has any, else the user's, are handed on
+  (`rules`, `rules_owner`); the control cycle evaluates them beside the EVSE's own and the lower
+  result wins (control.rules_stage). Override U (`user_rules` False) switches them off, E
+  (`evse_rules` False) the EVSE's.
 """
 
 from __future__ import annotations
@@ -82,6 +86,8 @@ class Gate:
     user_rules: bool = True  # False while override U is active
     label: str = ""  # name to show on the EVSE tile ("" = none)
     budget_left: float | None = None  # kWh or minutes left; None = no budget
+    rules: tuple[Any, ...] = ()  # the card's (else the user's) charging rules, checked JSON
+    rules_owner: str = ""  # whose rules they are, for reasons ("user 3", "RFID card Blue")
 
     @property
     def reason_text(self) -> str:
@@ -112,6 +118,7 @@ def gate(evse: EvseAuth, session: Session | None, users: Mapping[str, User],
         "priority": _priority(user, card),
         "phases_mask": card.used_phases if card is not None and card.used_phases else None,
         "label": _label(user, card),
+        **_rules(user, card),
     }
     budget_left = None
     owner = budget_owner(user, card)
@@ -129,6 +136,14 @@ def _priority(user: User | None, card: Rfid | None) -> int | None:
     if card is not None and card.prio is not None:
         return card.prio
     return user.prio if user is not None else None
+
+
+def _rules(user: User | None, card: Rfid | None) -> dict[str, Any]:
+    if card is not None and card.charging_rules:
+        return {"rules": card.charging_rules, "rules_owner": f"RFID card {card.name or '?'}"}
+    if user is not None and user.charging_rules:
+        return {"rules": user.charging_rules, "rules_owner": f"user {user.name or user.id}"}
+    return {}
 
 
 def _label(user: User | None, card: Rfid | None) -> str:

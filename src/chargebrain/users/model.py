@@ -19,6 +19,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
+from chargebrain.core.rules import RuleError, rules_to_json, validate_rules
 from chargebrain.users.budgets import RESETS, BudgetSpec
 
 ID_RE = re.compile(r"^[0-9A-Za-z_.:-]{1,64}$")
@@ -297,7 +298,11 @@ def _rules(obj: Mapping[str, Any], key: str, default: tuple[Any, ...],
         raise UserError(f"{where}.{key} must be a list of rule objects")
     if len(json.dumps(value)) > MAX_RULES_JSON:
         raise UserError(f"{where}.{key} is too large")
-    return tuple(value)
+    try:
+        rules = validate_rules(value)
+    except RuleError as exc:
+        raise UserError(f"{where}.{exc}") from None
+    return tuple(rules_to_json(rules))  # the checked form, every field filled in
 
 
 # -- model -> JSON (stored form and API form) -------------------------------------------------
