@@ -76,7 +76,7 @@ class ChargeBrain:
         self.params = Params(self.store)
         self.auth = Authenticator(self.store, self.params)
         # CM variables (set_cm_vars/get_cm_vars; CM.<name> in formulas): cmvars.py
-        self.cm_vars = CmVars(self.store)
+        self.cm_vars = CmVars(self.store, params=self.params)
         # configured devices with their drivers and runtime status (devices/registry.py)
         self.ocpp: CentralSystem | None = None  # the OCPP server (chargebrain/ocpp), if on
         self.devices = DeviceRegistry(self.store,
@@ -109,9 +109,12 @@ class ChargeBrain:
                                   hook=UsersLink(self.users, self.transactions),
                                   period_ms=settings.cycle_ms,
                                   after_cycle=[self.state.mark_changed])
+        # formulas read the CM variables; CM formula variables are evaluated with the live names
+        self.cycle.formulas.attach(self.cm_vars)
         # the MQTT API and Home Assistant discovery (mqtt/): fed by app.state, never waited on
         self.mqtt = MqttBridge(self.params, self.state, self.devices, CnfDispatcher(self),
-                               min_interval_s=self.cycle.period_s)
+                               min_interval_s=self.cycle.period_s,
+                               evse_max_ma=self._evaluated_max_ma)
         self.transactions.on_finished.append(self.mqtt.ta_finished)
         self.demo: DemoSite | None = None  # the --demo simulation (sim/demo.py)
         self.dashboard = Dashboard(self.state, self.auth, self.params)
@@ -169,6 +172,13 @@ class ChargeBrain:
         self.powerbrain.close()
         self.store.close()
 
+
+    def _evaluated_max_ma(self, dev_id: str) -> int | None:
+        """A wallbox's maximum current as the last cycle evaluated it (formulas), or None."""
+        record = self.cycle.last
+        if record is None:
+            return None
+        return next((e.max_current_ma for e in record.site.evses if e.dev_id == dev_id), None)
 
     def _ocpp_choice(self) -> tuple[int, bool]:
         """The OCPP port and whether it speaks TLS: the command line, else the params

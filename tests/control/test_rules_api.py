@@ -151,3 +151,23 @@ async def test_mode_5_follows_the_previous_plans_surplus_from_a_pushed_grid_mete
     evse = record.evse("E1")
     assert evse.surplus and evse.surplus_stop_delay_s == 300
     assert body["setpoint"]["current_ma"] == 8000  # the planner serves it from the surplus
+
+
+async def test_a_rule_that_sets_a_cm_variable_shows_in_get_cm_vars_and_formulas(site):
+    """A rule's set-variable action gives CM.<name> its value (memory only): get_cm_vars
+    shows it and a formula elsewhere (here a CM formula variable) reads it."""
+    assert await site.client.post(
+        "set_cm_vars", {"vars": [{"name": "boost", "expr": 0},
+                                 {"name": "twice", "expr": "CM.boost * 2"}]}) == (200, "ok")
+    status, body = await site.client.get("sim_vehicle", dev_id="E1", plugged=1)
+    assert status == 200, body
+    rules = [{"cond": {"type": "always"},
+              "action": {"type": "set_var", "var": "CM.Boost", "value": "4000 + 500"}},
+             {"action": {"type": "set", "value": "CM.boost + 6000"}}]
+    assert await set_e1_rules(site, rules) == (200, "ok")
+    body = await explain_e1(site)
+    assert body["demand"]["max_current_ma"] == 10500
+    status, got = await site.client.get("get_cm_vars")
+    values = {v["name"]: v["value"] for v in got["vars"]}
+    assert values["boost"] == 4500 and values["twice"] == 9000
+    assert "Boost" not in values  # matched to the existing variable case-insensitively
