@@ -131,7 +131,8 @@ def min_ma(e: EvseInput) -> int:
 def max_ma(e: EvseInput) -> int:
     """The most `e` may get: its maximum; a surplus wallbox whose phases are not known yet
     only its minimum (docs "PV surplus": the surplus is predicted for one phase)."""
-    if e.surplus and not e.phases_known and e.max_current_ma >= min_ma(e):
+    if (e.surplus and not e.phases_known and not e.phase_switching
+            and e.max_current_ma >= min_ma(e)):
         return min_ma(e)
     return e.max_current_ma
 
@@ -140,7 +141,7 @@ def surplus_phases(world: World, result: PlanResult, e: EvseInput) -> int:
     """The phases the surplus pool divides by for `e`: those of its setpoint, or one (the
     prediction) while its phases are not known and the planner did not choose them."""
     mask = setpoint_mask(world, result, e)
-    if not e.phases_known and not result.setpoints[e.dev_id].one_phase:
+    if not e.phases_known and not e.phase_switching:
         return 1
     return mask.bit_count()
 

@@ -603,12 +603,21 @@ class ControlCycle:
                 readings=tuple(history.readings) if history is not None else (),
                 commands=tuple(history.commands) if history is not None else ())
             # -- charging rules (EVSE's and user's/card's; the lower wins) ------------------
-            # their formulas read the cycle's names (control/formula_env.py)
-            ctx.evses.append(self.rules.apply(
-                evse, device.config.charging_rules, evse_rules_on=gate.evse_rules,
+            # their formulas read the cycle's names (control/formula_env.py). A box the
+            # planner may switch to one phase is judged by the rules on its L1: whether the
+            # surplus covers three phases is the planner's call (docs/load-management.md
+            # §13), not a reason for a PV rule to block it.
+            judged = evse
+            if evse.phase_switching and evse.forced_phases != 3:
+                judged = replace(evse, phases_mask=0b001)
+            ruled = self.rules.apply(
+                judged, device.config.charging_rules, evse_rules_on=gate.evse_rules,
                 user_rules=gate.rules, user_rules_on=gate.user_rules,
                 rules_owner=gate.rules_owner, view=view, now_s=now, notes=ctx.notes,
-                env=formulas.env))
+                env=formulas.env)
+            if judged is not evse:
+                ruled = replace(ruled, phases_mask=evse.phases_mask)
+            ctx.evses.append(ruled)
         self._rule_variables()
         surplus_w = self._surplus_expr(formulas, ctx.notes)
         formulas.finish()

@@ -322,6 +322,10 @@ def allocate(snap: Snapshot) -> Allocation:
 
     for ev in wanting:
         d, t = ev.d, ev.timers
+        if ev.held and ev.current > 0:
+            left = max(ev.stop_delay_s - (now - (ev.low_since_s or now)), 0.0)
+            ev.reason = Reason("surplus_hold", "PV surplus below the minimum: held at "
+                               f"{ev.current} mA, stops in {left:.0f} s unless it returns")
         if ev.current > 0:
             since = t.running_since_s if ev.was_running else now
             timers[d.dev_id] = EvseTimers(None, since, ev.current, last_cut_s=t.last_cut_s,
@@ -400,12 +404,6 @@ def _run_tiers(evs: list[_Ev], rows: _Rows, now: float = 0.0,
         at_tier_start = list(rows.slack)
         admitted = _admit(tier, rows, at_tier_start, now, params)
         _water_fill(admitted, rows)
-        for ev in admitted:
-            if ev.held:
-                ev.max_ma = ev.d.max_ma  # the next imbalance round starts afresh
-                left = max(ev.stop_delay_s - (now - (ev.low_since_s or now)), 0.0)
-                ev.reason = Reason("surplus_hold", "PV surplus below the minimum: held at "
-                                   f"{ev.min_ma} mA, stops in {left:.0f} s unless it returns")
         admitted_all.extend(admitted)
     return admitted_all
 
@@ -487,6 +485,8 @@ def _admit_surplus(ev: _Ev, rows: _Rows, at_tier_start: list[int], now: float,
     m = ev.min_ma
     pool = rows.pool
     t = ev.timers
+    ev.held = ev.surplus_stop = ev.confirmed = False
+    ev.cover_since_s = ev.low_since_s = None
     hard = [(r, c) for r, c in ev.rows if r != pool]
     pc = next(c for r, c in ev.rows if r == pool)
     if any(slack[r] < c * m for r, c in hard):

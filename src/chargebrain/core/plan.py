@@ -495,10 +495,11 @@ def _demand(v: _EvseView) -> EvseDemand:
         reason = Reason("not_allowed", e.not_allowed_reason or "charging not allowed now")
     min_ma = e.min_current_ma if e.min_current_ma > MIN_CURRENT_FLOOR_MA else MIN_CURRENT_FLOOR_MA
     max_ma, max_reason, predicted = e.max_current_ma, e.max_reason, 0
-    if e.surplus and not e.phases_known:
+    if e.surplus and not e.phases_known and not e.phase_switching:
         # Phases not known yet: the surplus is predicted for one phase (a start from 1.4 kW),
         # and the car gets no more than its minimum until its phases show (the booking of the
-        # limits stays on all three phases).
+        # limits stays on all three phases). A box that can switch needs no prediction: the
+        # planner chooses its phases.
         predicted = 1
         if max_ma > min_ma:
             max_ma, max_reason = min_ma, "phases not known yet"
