@@ -114,3 +114,32 @@ async def test_a_surplus_box_with_a_mode5_rule_charges_on_one_phase_and_goes_up(
     assert starts + (1 if log[0][1] else 0) == 1, log
     switches = sum(1 for a, b in itertools.pairwise(log) if a[2] != b[2])
     assert switches == 3, log  # 1p before it ever charged, 3p, 1p again (cap: 4)
+
+
+async def test_a_switch_phases_variable_beats_the_automatic(site):
+    """CM variable `E2_switch_phases` 1 keeps the box on one phase however much surplus there
+    is; −1 gives it back to the automatic, which goes to three phases after the delay."""
+    await set_params(site, max_total_current=32000, phase_switch_delay=60, max_imbalance=0)
+    m3 = await add(site, dev_id="M3", dev_type="meter_ajax", role=1, com_timeout_ms=600000)
+    e2 = await add(site, dev_id="E2", dev_type="evse_sim", max_charging_cur=16000)
+    plug_sim(site, e2, phases=3, max_current_ma=16000)
+    sim = site.app.devices.get(e2).driver
+    status, body = await site.client.get("set_cm_vars", name="E2_switch_phases", val=1)
+    assert status == 200, body
+    cycle = site.app.cycle
+    for _ in range(20):  # plenty of room on every phase
+        await push_meter(site, m3, (0, 0, 0))
+        await cycle.run_once()
+        site.clock.advance(10)
+    assert sim.one_phase is True
+    info = await device(site, e2)
+    assert "forced" in info["lreason"] and info["last_set_charging_cur"] == 16000
+    status, body = await site.client.get("set_cm_vars", name="E2_switch_phases", val=-1)
+    assert status == 200, body
+    seen = []
+    for _ in range(10):
+        await push_meter(site, m3, (0, 0, 0))
+        await cycle.run_once()
+        seen.append(sim.one_phase)
+        site.clock.advance(10)
+    assert seen[0] is True and seen[-1] is False, seen  # back to 3p after the 60 s delay

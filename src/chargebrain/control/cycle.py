@@ -607,6 +607,9 @@ class ControlCycle:
             # planner may switch to one phase is judged by the rules on its L1: whether the
             # surplus covers three phases is the planner's call (docs/load-management.md
             # §13), not a reason for a PV rule to block it.
+            forced = _switch_phases(formulas.env, device.dev_id)
+            if forced:
+                evse = replace(evse, forced_phases=forced)
             judged = evse
             if evse.phase_switching and evse.forced_phases != 3:
                 judged = replace(evse, phases_mask=0b001)
@@ -849,3 +852,18 @@ def _site_grid_ma(site: SiteInput, now: float, volt: int) -> Phases:
             total = add(total, meter_currents_ma(meter, volt))
     return total
 
+
+def _switch_phases(env: Any, dev_id: str) -> int:
+    """1 or 3 when a CM variable forces a switchable box's phases, else 0 (automatic).
+
+    `<dev_id>_switch_phases` (e.g. `E2_switch_phases`) for one box, else `switch_phases` for
+    all: 1 = one phase, 3 = three phases, anything else (−1) = automatic. There are no
+    per-device variables, so the box's name goes into the CM variable's name."""
+    for name in (f"cm.{dev_id.lower()}_switch_phases", "cm.switch_phases"):
+        try:
+            value = env.lookup(name)
+        except Exception:  # a failing formula variable: automatic
+            value = None
+        if value is not None:
+            return int(value) if value in (1, 3) else 0
+    return 0
