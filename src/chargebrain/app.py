@@ -32,6 +32,7 @@ from chargebrain.ocpp import CentralSystem
 from chargebrain.ocpp.auth import TagAuthority
 from chargebrain.params import Params
 from chargebrain.powerbrain import PowerBrain
+from chargebrain.recorder.recorder import UsageRecorder
 from chargebrain.sim.demo import DemoSite
 from chargebrain.state import StatePublisher, StateSource
 from chargebrain.store.db import Store
@@ -116,6 +117,12 @@ class ChargeBrain:
                                min_interval_s=self.cycle.period_s,
                                evse_max_ma=self._evaluated_max_ma)
         self.transactions.on_finished.append(self.mqtt.ta_finished)
+        # usage graphs (recorder/): samples of the snapshot every rec_interval_s, written by a
+        # thread of its own; the cycle never waits on it
+        self.recorder = UsageRecorder(self.store.path,
+                                      lambda: self.state.current().dev_info_value(),
+                                      self.devices.clock,
+                                      lambda: int(self.params["rec_interval_s"]))
         self.demo: DemoSite | None = None  # the --demo simulation (sim/demo.py)
         self.dashboard = Dashboard(self.state, self.auth, self.params)
         self._runner: web.AppRunner | None = None
@@ -133,7 +140,8 @@ class ChargeBrain:
                                                         self.settings.modbus_port)
             await self.modbus_server.start()
         self._tasks.append(asyncio.create_task(self.powerbrain.run(), name="powerbrain-tick"))
-        pages = [*self.dashboard.routes(), *sim_routes(self.auth)]
+        pages = [*self.dashboard.routes(), *self.dashboard.chart_routes(),
+                 *sim_routes(self.auth)]
         self._runner = web.AppRunner(build_web_app(self, pages), access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.settings.host, self.settings.port)
@@ -147,10 +155,12 @@ class ChargeBrain:
             await self.demo.install()
         self.cycle.start()
         self.mqtt.start()
+        self.recorder.start()
 
     async def stop(self) -> None:
         await self.mqtt.stop()  # `offline` on the availability topic
         await self.cycle.stop()  # leaves the wallboxes as disable_policy says
+        await self.recorder.stop()  # stores what is queued
         if self.demo is not None:
             await self.demo.close()
         for task in self._tasks:

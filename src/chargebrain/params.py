@@ -79,6 +79,7 @@ SPECS: dict[str, ParamSpec] = {s.name: s for s in [
     # the OCPP 1.6J server (docs/ocpp.md), read at start; the command line wins
     _p("ocpp_srv_port", int, 19520, 0, 65535),  # 0 = off
     _p("ocpp_srv_tls_mode", int, 0, 0, 1),  # 0 ws://, 1 wss:// (needs --ocpp-tls-cert)
+    _p("rec_interval_s", int, 10, 0, 3600),  # usage graphs: seconds between samples; 0 = off
 ]}
 
 

@@ -30,7 +30,8 @@ MAX_BODY_BYTES = 1 << 20
 # when it has run (accepted or refused: marking is cheap).
 STATE_READS = frozenset({"get_dev_info", "get_params", "get_dev_types", "get_devices",
                          "explain", "get_cm_vars", "get_users", "get_user", "get_new_user_id",
-                         "get_transactions", "modbus", "modbus_get", "modbus_set"})
+                         "get_transactions", "modbus", "modbus_get", "modbus_set",
+                         "get_usage"})
 Page = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 

@@ -9,7 +9,9 @@ variables, the params and the clock. The names (all lowercased when looked up):
   `export_wh`, `com_err` (0/1), `com_err2` (1 after 12 s of outage), `id`; meters add `soc`
   where known; EVSEs add `offered`, `state` (1–5, 6 while offline), `min_current`,
   `max_current` (a formula maximum: its last value), `cphases` (phases drawing now),
-  `txn_energy`, `charging_dur`. A device that never delivered a reading has only `com_err`,
+  `txn_energy`, `charging_dur`, and `input1`/`input2` (0/1) where the box reports inputs
+  (Power Brain S0 inputs). `PB.input1`/`PB.input2` are the built-in Power Brain's inputs.
+  A device that never delivered a reading has only `com_err`,
   `com_err2` and `id`, so a formula reading it fails (safe side) instead of reading zeros.
   Groups (`E<n>` of an `evse_group`) have `max_current`.
 - `GM.<meter>.<member>`: the site's global meters from the last plan — `grid_demand`,
@@ -259,6 +261,9 @@ def device_values(device: Device, registry: DeviceRegistry, now_s: float, voltag
                                          if evse.charging else 0)
         out[f"{prefix}.txn_energy"] = float(status.ta_en_wh)
         out[f"{prefix}.charging_dur"] = float(status.charging_dur_s)
+        if evse.inputs is not None:
+            for bit in range(2):
+                out[f"{prefix}.input{bit + 1}"] = float(evse.inputs >> bit & 1)
     if device.kind is Kind.EVSE:
         out[f"{prefix}.min_current"] = float(getattr(config, "min_charging_cur", 0))
         limit = getattr(config, "max_charging_cur", None)
@@ -267,6 +272,14 @@ def device_values(device: Device, registry: DeviceRegistry, now_s: float, voltag
         elif max_current_ma is not None:
             out[f"{prefix}.max_current"] = float(max_current_ma)
     return out
+
+
+def local_powerbrain(registry: DeviceRegistry) -> Device | None:
+    """The built-in Power Brain's EVSE (dev_type evse_powerbrain, address `evse`), if any."""
+    for device in registry.evses():
+        if device.config.dev_type == "evse_powerbrain" and device.config.address == "evse":
+            return device
+    return None
 
 
 def global_meter_values(flows: SiteFlows | None, registry: DeviceRegistry, voltage_v: int
@@ -358,6 +371,14 @@ class FormulaNames:
         maxima = self.max_currents_ma
 
         def load_device(prefix: str) -> Mapping[str, float]:
+            if prefix == "pb":  # PB.input1/2: the built-in Power Brain's own inputs
+                local = local_powerbrain(registry)
+                if local is None:
+                    return {}
+                own = device_values(local, registry, now, voltage)
+                mine = local.dev_id.lower() + "."
+                return {f"pb.{k[len(mine):]}": v for k, v in own.items()
+                        if k.startswith(mine + "input")}
             device = registry.get(prefix.upper())
             if device is None:
                 return {}

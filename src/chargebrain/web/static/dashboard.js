@@ -34,6 +34,7 @@ function tile(container, d, rows) {
     h.appendChild(document.createElement("span")).className = "id";
     el.appendChild(document.createElement("div")).className = "state";
     el.appendChild(document.createElement("table"));
+    Object.assign(el.appendChild(document.createElement("a")), {className: "graph", textContent: "Usage graph", href: `/ui/charts#${encodeURIComponent(d.dev_id)}`});
     container.appendChild(el);
   }
   $(".name", el).textContent = d.name || d.dev_id;
