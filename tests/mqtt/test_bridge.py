@@ -77,7 +77,8 @@ async def test_malformed_payloads_are_ignored_with_one_log_line(cb, listener, ca
         await listener.publish(f"cfos_mqtt/set/{http_only}", orjson.dumps({"power_w": 5}))
         await listener.publish("cfos_mqtt/set/M99", orjson.dumps({"power_w": 5}))
         await asyncio.sleep(1.0)
-    lines = [r for r in caplog.records if r.name.startswith("chargebrain.mqtt")]
+    lines = [r for r in caplog.records if r.name.startswith("chargebrain.mqtt")
+             and r.levelno >= logging.WARNING]
     assert len(lines) == len(bad) + 2, [r.getMessage() for r in lines]
     assert all("ignored" in r.getMessage() for r in lines)
     _, info = await cb.client.get("get_dev_info")
@@ -301,7 +302,8 @@ async def test_malformed_api_calls_and_commands_change_nothing(cb, listener, cap
         for topic, payload in bad:
             await listener.publish(topic, payload)
         await asyncio.sleep(0.8)
-    lines = [r.getMessage() for r in caplog.records if r.name.startswith("chargebrain.mqtt")]
+    lines = [r.getMessage() for r in caplog.records if r.name.startswith("chargebrain.mqtt")
+             and r.levelno >= logging.WARNING]
     assert len(lines) == len(bad), lines
     status = cb.app.devices.get(e2).status
     assert (status.overrides, status.ov_cur_ma) == (0, 0)

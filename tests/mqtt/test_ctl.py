@@ -90,7 +90,8 @@ async def test_malformed_ctl_messages_change_nothing(observing, listener, caplog
         for payload in bad:
             await listener.publish(CTL, payload)
         await asyncio.sleep(1.0)
-    lines = [r.getMessage() for r in caplog.records if r.name.startswith("chargebrain.mqtt")]
+    lines = [r.getMessage() for r in caplog.records if r.name.startswith("chargebrain.mqtt")
+             and r.levelno >= logging.WARNING]
     assert len(lines) == len(bad), lines
     assert all(line.startswith("MQTT ctl ignored") for line in lines)
     assert cb.app.mqtt.ctl.writes == writes and last_set(cb, "E1") == 9000
@@ -103,7 +104,8 @@ async def test_ctl_is_refused_while_load_management_is_on(cb, listener, caplog):
     with caplog.at_level(logging.WARNING, logger="chargebrain.mqtt"):
         await listener.publish(CTL, orjson.dumps({"E1": {"cur": 7000}}))
         await asyncio.sleep(0.8)
-    lines = [r.getMessage() for r in caplog.records if r.name.startswith("chargebrain.mqtt")]
+    lines = [r.getMessage() for r in caplog.records if r.name.startswith("chargebrain.mqtt")
+             and r.levelno >= logging.WARNING]
     assert len(lines) == 1 and "load management is on" in lines[0]
     assert cb.app.mqtt.ctl.writes == 0 and cb.app.mqtt.ctl.controlled() == []
 

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 from aiohttp import web
 
+from chargebrain.api.auth import cross_site_refusal
 from chargebrain.api.commands import Access, Command
 from chargebrain.api.errors import ApiError
 from chargebrain.api.handlers import all_commands
@@ -85,7 +86,10 @@ class CnfDispatcher:
     async def _handle(self, request: web.Request) -> web.Response:
         pairs = parse_query_pairs(request.query_string)
         query = _first_values(pairs)
-        self._command(query)  # an unknown command is refused before its body is read
+        cmd, _ = self._command(query)  # an unknown command is refused before its body is read
+        refusal = cross_site_refusal(cmd, request.headers, request.host)
+        if refusal is not None:  # before credentials are looked at: nothing runs
+            raise refusal
         body = b""
         if request.can_read_body:
             if request.content_length is not None and request.content_length > MAX_BODY_BYTES:

@@ -123,6 +123,13 @@ async def get_new_user_id(app: ChargeBrain, req: ApiRequest) -> Any:
     return app.users.new_user_id()
 
 
+async def learn_rfid(app: ChargeBrain, req: ApiRequest) -> Any:
+    """The "learn the next card" window (admin): `start=1` opens it for 60 s; every call answers
+    `{"open", "remaining_s", "rfid", "dev_id"}`, the first card a wallbox reported in the window
+    (null until one is), so a new user's card need not be typed in."""
+    return app.users.learn_card(app.devices.clock(), start=req.flag("start"))
+
+
 # -- authorisation at the EVSE ----------------------------------------------------------------
 
 async def enter_rfid(app: ChargeBrain, req: ApiRequest) -> Any:
@@ -203,6 +210,7 @@ COMMANDS: dict[str, Command] = {
     "set_user": Command(set_user, Access.CHECKED),
     "del_user": Command(del_user, Access.ADMIN),
     "get_new_user_id": Command(get_new_user_id, Access.ADMIN),
+    "learn_rfid": Command(learn_rfid, Access.ADMIN),
     "enter_rfid": Command(enter_rfid, Access.PUBLIC),
     "override_device": Command(override_device, Access.CHECKED),
     "get_transactions": Command(get_transactions, Access.CHECKED),
