@@ -56,6 +56,12 @@ SPECS: dict[str, ParamSpec] = {s.name: s for s in [
     _p("min_pause_time", int, 300, 0, 86400),
     _p("min_run_time", int, 300, 0, 86400),
     _p("phase_switch_delay", int, 300, 0, 86400),
+    # PV surplus (docs/load-management.md "PV surplus")
+    _p("surplus_start_delay", int, 60, 0, 86400),  # s the surplus must cover the minimum
+    _p("surplus_stop_delay", int, 300, 0, 86400),  # s held at min below it (rule udur wins)
+    _p("surplus_step", int, 100, 1, 10000),  # mA: surplus currents are rounded down to it
+    _p("surplus_use_battery", bool, False),  # a home battery's discharge may feed cars
+    _p("max_phase_switches", int, 4, 0, 1000),  # automatic 1p/3p switches per session, 0 = ∞
     _p("system_voltage", int, 230, 100, 400),
     _p("fcfs", bool, False),
     _p("price_model", int, 0, 0, 10),

@@ -131,6 +131,13 @@ async def test_mode_5_follows_the_previous_plans_surplus_from_a_pushed_grid_mete
     await add(site, dev_id="M3", dev_type="meter_ajax", role=3, com_timeout_ms=60000)
     status, body = await site.client.get("sim_vehicle", dev_id="E1", plugged=1)
     assert status == 200, body
+    # no start delay: the planner may serve it at once
+    # (the surplus hysteresis itself is tested in tests/core/test_surplus.py)
+    status, body = await site.client.post("set_params", {"surplus_start_delay": 0})
+    assert (status, body) == (200, "ok")
+    # no 1p/3p switching while plugged (a switchable box is judged by the rules on its L1,
+    # see tests/control/test_phase_switching.py): the rule divides by three phases
+    site.app.powerbrain.bank("evse").set("s0_inputs", 0x0600)
     assert await set_e1_rules(site, [{"mode": 5, "udur": 300}]) == (200, "ok")
     await push_meter(site, "M3", (-8000, -8000, -8000), power_w=-5520)
     body = await explain_e1(site)  # no plan before this one: no surplus known yet

@@ -603,12 +603,24 @@ class ControlCycle:
                 readings=tuple(history.readings) if history is not None else (),
                 commands=tuple(history.commands) if history is not None else ())
             # -- charging rules (EVSE's and user's/card's; the lower wins) ------------------
-            # their formulas read the cycle's names (control/formula_env.py)
-            ctx.evses.append(self.rules.apply(
-                evse, device.config.charging_rules, evse_rules_on=gate.evse_rules,
+            # their formulas read the cycle's names (control/formula_env.py). A box the
+            # planner may switch to one phase is judged by the rules on its L1: whether the
+            # surplus covers three phases is the planner's call (docs/load-management.md
+            # §13), not a reason for a PV rule to block it.
+            forced = _switch_phases(formulas.env, device.dev_id)
+            if forced:
+                evse = replace(evse, forced_phases=forced)
+            judged = evse
+            if evse.phase_switching and evse.forced_phases != 3:
+                judged = replace(evse, phases_mask=0b001)
+            ruled = self.rules.apply(
+                judged, device.config.charging_rules, evse_rules_on=gate.evse_rules,
                 user_rules=gate.rules, user_rules_on=gate.user_rules,
                 rules_owner=gate.rules_owner, view=view, now_s=now, notes=ctx.notes,
-                env=formulas.env))
+                env=formulas.env)
+            if judged is not evse:
+                ruled = replace(ruled, phases_mask=evse.phases_mask)
+            ctx.evses.append(ruled)
         self._rule_variables()
         surplus_w = self._surplus_expr(formulas, ctx.notes)
         formulas.finish()
@@ -840,3 +852,18 @@ def _site_grid_ma(site: SiteInput, now: float, volt: int) -> Phases:
             total = add(total, meter_currents_ma(meter, volt))
     return total
 
+
+def _switch_phases(env: Any, dev_id: str) -> int:
+    """1 or 3 when a CM variable forces a switchable box's phases, else 0 (automatic).
+
+    `<dev_id>_switch_phases` (e.g. `E2_switch_phases`) for one box, else `switch_phases` for
+    all: 1 = one phase, 3 = three phases, anything else (−1) = automatic. There are no
+    per-device variables, so the box's name goes into the CM variable's name."""
+    for name in (f"cm.{dev_id.lower()}_switch_phases", "cm.switch_phases"):
+        try:
+            value = env.lookup(name)
+        except Exception:  # a failing formula variable: automatic
+            value = None
+        if value is not None:
+            return int(value) if value in (1, 3) else 0
+    return 0

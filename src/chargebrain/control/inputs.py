@@ -15,7 +15,8 @@ and the params, and build plain input records; they do no I/O. What they decide:
   that never delivered is stale, never zero.
 - **Phases** (EVSE frame): a card's `used_phases`, else the configured `used_phases`, else the
   phases learned since plug-in (every phase seen drawing > 500 mA, kept until unplug), else all
-  three. Assuming three phases until the car shows what it uses never under-books a phase.
+  three. Assuming three phases until the car shows what it uses never under-books a phase;
+  for PV surplus such an EVSE is predicted to use one phase (`phases_known` false).
 - **Maximum current**: the configured one, capped by what the car/cable/wallbox reports
   (`cable_max_ma`) and by an override (`mamps`).
 - Virtual meters are never inputs (they are computed from the plan); disabled meters are not
@@ -154,6 +155,11 @@ def site_settings(params: Any, notes: list[str], formulas: CycleFormulas | None 
         lb_enabled=bool(params["lb_enabled"]),
         disable_policy=int(params["disable_policy"]),
         phase_switch_delay_s=float(params["phase_switch_delay"]),
+        surplus_start_delay_s=float(params["surplus_start_delay"]),
+        surplus_stop_delay_s=float(params["surplus_stop_delay"]),
+        surplus_step_ma=int(params["surplus_step"]),
+        surplus_use_battery=bool(params["surplus_use_battery"]),
+        max_phase_switches=int(params["max_phase_switches"]),
     )
 
 
@@ -258,6 +264,7 @@ def evse_input(registry: DeviceRegistry, device: Device, gate: EvseGate,
     if gate.max_current_ma is not None and gate.max_current_ma < max_ma:
         max_ma, max_reason = gate.max_current_ma, "override"
 
+    known = True
     if gate.phases_mask:
         mask = gate.phases_mask
     elif config.used_phases:
@@ -265,7 +272,7 @@ def evse_input(registry: DeviceRegistry, device: Device, gate: EvseGate,
     elif session is not None and session.learned_mask:
         mask = session.learned_mask
     else:
-        mask = ALL_PHASES_MASK
+        mask, known = ALL_PHASES_MASK, False  # booked on all three; surplus predicts one
     com_since = status.com_err_since_s if status.com_err else None
     energy_now = energy if energy is not None else 0.0
     session_wh = 0
@@ -298,6 +305,7 @@ def evse_input(registry: DeviceRegistry, device: Device, gate: EvseGate,
                              and evse_capabilities(device.driver).phase_switching),
         readings=readings if fresh else (),
         commands=commands,
+        phases_known=known,
     )
 
 
