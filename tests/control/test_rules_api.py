@@ -140,9 +140,12 @@ async def test_mode_5_follows_the_previous_plans_surplus_from_a_pushed_grid_mete
     site.app.powerbrain.bank("evse").set("s0_inputs", 0x0600)
     assert await set_e1_rules(site, [{"mode": 5, "udur": 300}]) == (200, "ok")
     await push_meter(site, "M3", (-8000, -8000, -8000), power_w=-5520)
-    body = await explain_e1(site)  # no plan before this one: no surplus known yet
-    assert body["demand"]["allowed"] is False
-    assert body["demand"]["reason"] == "EVSE rules: no PV-surplus rule applies"
+    body = await explain_e1(site)  # no plan before this one: the rule knows no surplus yet
+    # ... so its value is 0, a surplus EVSE capped no lower than its minimum; the planner sees
+    # the export itself and (no start delay) starts it at the minimum
+    assert body["demand"]["allowed"] is True, body["demand"]
+    assert body["demand"]["max_current_ma"] == 6000
+    assert body["setpoint"]["current_ma"] == 6000
     await push_meter(site, "M3", (-8000, -8000, -8000), power_w=-5520)
     body = await explain_e1(site)
     assert body["demand"]["allowed"] is True
