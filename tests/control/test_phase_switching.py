@@ -8,6 +8,7 @@ import itertools
 
 import pytest
 
+from chargebrain.sim.vehicle import VirtualCar
 from tests.control.helpers import add, clocked_app, device, plug_sim, push_meter, set_params
 
 
@@ -144,3 +145,41 @@ async def test_a_switch_phases_variable_beats_the_automatic(site):
         seen.append(sim.one_phase)
         site.clock.advance(10)
     assert seen[0] is True and seen[-1] is False, seen  # back to 3p after the 60 s delay
+
+
+async def test_the_phase_override_beats_the_variable_until_unplug(site):
+    """override_device `phases=1` holds a box on one phase although `switch_phases` says 3;
+    `phases=0` gives it back to the variable; a bad value is refused and changes nothing; the
+    override ends with the session."""
+    await set_params(site, max_total_current=32000, phase_switch_delay=60, max_imbalance=0)
+    m3 = await add(site, dev_id="M3", dev_type="meter_ajax", role=1, com_timeout_ms=600000)
+    e2 = await add(site, dev_id="E2", dev_type="evse_sim", max_charging_cur=16000)
+    plug_sim(site, e2, phases=3, max_current_ma=16000)
+    sim = site.app.devices.get(e2).driver
+    cycle = site.app.cycle
+
+    async def run(cycles: int) -> list[bool]:
+        seen = []
+        for _ in range(cycles):
+            await push_meter(site, m3, (0, 0, 0))
+            await cycle.run_once()
+            seen.append(sim.one_phase)
+            site.clock.advance(10)
+        return seen
+
+    assert (await site.client.get("set_cm_vars", name="switch_phases", val=3))[0] == 200
+    assert (await site.client.get("override_device", dev_id=e2, phases=1)) == (200, "ok")
+    assert (await run(12))[-1] is True
+    info = await device(site, e2)
+    assert "forced" in info["lreason"]
+    status, body = await site.client.get("override_device", dev_id=e2, phases=2)
+    assert status == 400 and "phases" in body
+    assert (await run(3))[-1] is True  # the refused request changed nothing
+    assert (await site.client.get("override_device", dev_id=e2, phases=0)) == (200, "ok")
+    assert (await run(3))[-1] is False  # the variable's 3 phases again
+    assert (await site.client.get("override_device", dev_id=e2, phases=1)) == (200, "ok")
+    assert (await run(3))[-1] is True
+    site.app.devices.get(e2).driver.car = VirtualCar(plugged=False)
+    await run(2)
+    plug_sim(site, e2, phases=3, max_current_ma=16000)
+    assert (await run(3))[-1] is False  # a new session: no override, the variable's 3 phases

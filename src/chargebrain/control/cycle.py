@@ -607,7 +607,8 @@ class ControlCycle:
             # planner may switch to one phase is judged by the rules on its L1: whether the
             # surplus covers three phases is the planner's call (docs/load-management.md
             # §13), not a reason for a PV rule to block it.
-            forced = _switch_phases(formulas.env, device.dev_id)
+            # the override (override_device phases) beats the switch_phases variable
+            forced = gate.forced_phases or _switch_phases(formulas.env, device.dev_id)
             if forced:
                 evse = replace(evse, forced_phases=forced)
             judged = evse

@@ -430,13 +430,16 @@ class UserService:
     # -- overrides ----------------------------------------------------------------------------
 
     def override(self, dev_id: str, flags: str, mamps: int | None, *, is_admin: bool,
-                 cred: Credential | None) -> None:
+                 cred: Credential | None, phases: int | None = None) -> None:
         """`cmd=override_device`: session flags C/c E/e U/u and a current cap, until unplug.
 
         C/c and `mamps`: admin or a credential of the session's user (or, on an unidentified
         session or with no car, of a user who may charge there); U/u: the same (the admin may
         too); E/e: admin only. `mamps` = 0 removes the cap. With no car plugged in (or before
         its session is known) the overrides wait for the next session and start with it.
+        `phases` 1 or 3 switches a box that can switch phases to that many for the session
+        (it beats the `switch_phases` variable and the automatic); 0 gives it back to them;
+        it needs what `mamps` needs.
         """
         evse = self.evse(dev_id)
         bad = sorted(set(flags) - OVERRIDE_FLAGS)
@@ -444,8 +447,10 @@ class UserService:
             raise UserError(f"unknown override flag {bad[0]} (use C c E e U u)")
         if mamps is not None and mamps != 0 and not MIN_MAMPS <= mamps <= MAX_MAMPS:
             raise UserError(f"mamps must be 0 (no cap) or {MIN_MAMPS} to {MAX_MAMPS}")
-        if not flags and mamps is None:
-            raise UserError("nothing to override: give flags and/or mamps")
+        if phases is not None and phases not in (0, 1, 3):
+            raise UserError("phases must be 1, 3 or 0 (automatic)")
+        if not flags and mamps is None and phases is None:
+            raise UserError("nothing to override: give flags, mamps and/or phases")
         session = self.sessions.get(dev_id)
         if not is_admin:
             if cred is None:
@@ -461,6 +466,8 @@ class UserService:
             changes[key] = flag.isupper()
         if mamps is not None:
             changes["mamps"] = mamps or None
+        if phases is not None:
+            changes["phases"] = phases or None
         if session is None:
             self.sessions.set_next_overrides(dev_id, changes)
         else:
