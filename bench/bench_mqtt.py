@@ -3,8 +3,9 @@
     .venv/bin/python bench/bench_mqtt.py [--devices 100] [--pushes 100] [--cycle-ms 250] [--json]
 
 An in-process chargebrain (control cycle at `--cycle-ms`) connected to a `mosquitto` of its
-own on a free loopback port, with `--devices` HTTP-input meters (address `mqtt`) besides the
-default wallbox, Home Assistant discovery on. Measured:
+own on a free loopback port, with `--devices` HTTP-input meters (address `mqtt`, `mqtt_publish`
+on: each has its `get/<dev_id>` topic and discovery configs) besides the default wallbox, Home
+Assistant discovery on. Measured:
 
 - the writer's round (`MqttBridge.messages`: the snapshot's topics, per-device payloads and the
   discovery configs for every device), median over 50 rounds;
@@ -53,7 +54,7 @@ async def run(args: argparse.Namespace, work: Path) -> dict[str, object]:
         await app.start()
         for _ in range(args.devices):
             change = app.devices.prepare({"dev_type": "meter_ajax", "address": "mqtt",
-                                          "com_timeout_ms": 600000})
+                                          "mqtt_publish": True, "com_timeout_ms": 600000})
             await app.devices.save(change)
         app.params.apply({"mqtt_url": f"mqtt://127.0.0.1:{port}"})
         while app.mqtt.connects < 1:

@@ -34,6 +34,7 @@ QUICK_ARGS = {
     "bench_cycle": ["--pushes", "10", "--seconds", "3"],
     "rss_startup": ["--sizes", "10,100", "--starts", "1", "--settle-s", "1"],
     "soak": ["--minutes", "0.5"],
+    "bench_usage": ["--repeat", "5", "--ticks", "200"],
 }
 # scripts that are not named bench_*.py but belong to the run: memory and start-up, and the
 # short soak (the long soak is `bench/soak.py --minutes 30`, see docs/benchmarks.md)
@@ -113,6 +114,21 @@ def _soak(r: dict[str, Any]) -> list[Row]:
     ]
 
 
+def _usage(r: dict[str, Any]) -> list[Row]:
+    q, h, tick = r["query_in_process"], r["query_http"], r["tick"]
+    return [
+        (f"usage graphs: a year of {q['devices']} devices + site, storage",
+         f"{r['year']['size_mb']} MB", "a few tens of MB (< 50)", r["year"]["size_mb"] < 50),
+        ("year chart of a device (in-process), median / p95",
+         f"{q['device']['median_ms']} / {q['device']['p95_ms']} ms", "< 100 ms",
+         q["device"]["p95_ms"] < 100),
+        ("year chart of the site (4 series) over HTTP, median",
+         f"{h['site']['median_ms']} ms", "< 100 ms", h["site"]["median_ms"] < 100),
+        ("recorder tick: event loop / writer thread, median",
+         f"{tick['on_loop']['median_ms']} / {tick['writer']['median_ms']} ms", "", None),
+    ]
+
+
 EXTRACT: dict[str, Callable[[dict[str, Any]], list[Row]]] = {
     "bench_allocator": _allocator,
     "bench_modbus": _ratio("Modbus TCP reads vs bare pymodbus", 0.8),
@@ -121,6 +137,7 @@ EXTRACT: dict[str, Callable[[dict[str, Any]], list[Row]]] = {
     "bench_cycle": _cycle,
     "rss_startup": _rss_startup,
     "soak": _soak,
+    "bench_usage": _usage,
 }
 
 

@@ -32,6 +32,7 @@ from chargebrain.ocpp import CentralSystem
 from chargebrain.ocpp.auth import TagAuthority
 from chargebrain.params import Params
 from chargebrain.powerbrain import PowerBrain
+from chargebrain.recorder.recorder import UsageRecorder
 from chargebrain.sim.demo import DemoSite
 from chargebrain.state import StatePublisher, StateSource
 from chargebrain.store.db import Store
@@ -76,7 +77,7 @@ class ChargeBrain:
         self.params = Params(self.store)
         self.auth = Authenticator(self.store, self.params)
         # CM variables (set_cm_vars/get_cm_vars; CM.<name> in formulas): cmvars.py
-        self.cm_vars = CmVars(self.store)
+        self.cm_vars = CmVars(self.store, params=self.params)
         # configured devices with their drivers and runtime status (devices/registry.py)
         self.ocpp: CentralSystem | None = None  # the OCPP server (chargebrain/ocpp), if on
         self.devices = DeviceRegistry(self.store,
@@ -109,10 +110,19 @@ class ChargeBrain:
                                   hook=UsersLink(self.users, self.transactions),
                                   period_ms=settings.cycle_ms,
                                   after_cycle=[self.state.mark_changed])
+        # formulas read the CM variables; CM formula variables are evaluated with the live names
+        self.cycle.formulas.attach(self.cm_vars)
         # the MQTT API and Home Assistant discovery (mqtt/): fed by app.state, never waited on
         self.mqtt = MqttBridge(self.params, self.state, self.devices, CnfDispatcher(self),
-                               min_interval_s=self.cycle.period_s)
+                               min_interval_s=self.cycle.period_s,
+                               evse_max_ma=self._evaluated_max_ma)
         self.transactions.on_finished.append(self.mqtt.ta_finished)
+        # usage graphs (recorder/): samples of the snapshot every rec_interval_s, written by a
+        # thread of its own; the cycle never waits on it
+        self.recorder = UsageRecorder(self.store.path,
+                                      lambda: self.state.current().dev_info_value(),
+                                      self.devices.clock,
+                                      lambda: int(self.params["rec_interval_s"]))
         self.demo: DemoSite | None = None  # the --demo simulation (sim/demo.py)
         self.dashboard = Dashboard(self.state, self.auth, self.params)
         self._runner: web.AppRunner | None = None
@@ -130,7 +140,8 @@ class ChargeBrain:
                                                         self.settings.modbus_port)
             await self.modbus_server.start()
         self._tasks.append(asyncio.create_task(self.powerbrain.run(), name="powerbrain-tick"))
-        pages = [*self.dashboard.routes(), *sim_routes(self.auth)]
+        pages = [*self.dashboard.routes(), *self.dashboard.chart_routes(),
+                 *sim_routes(self.auth)]
         self._runner = web.AppRunner(build_web_app(self, pages), access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.settings.host, self.settings.port)
@@ -144,10 +155,12 @@ class ChargeBrain:
             await self.demo.install()
         self.cycle.start()
         self.mqtt.start()
+        self.recorder.start()
 
     async def stop(self) -> None:
         await self.mqtt.stop()  # `offline` on the availability topic
         await self.cycle.stop()  # leaves the wallboxes as disable_policy says
+        await self.recorder.stop()  # stores what is queued
         if self.demo is not None:
             await self.demo.close()
         for task in self._tasks:
@@ -169,6 +182,13 @@ class ChargeBrain:
         self.powerbrain.close()
         self.store.close()
 
+
+    def _evaluated_max_ma(self, dev_id: str) -> int | None:
+        """A wallbox's maximum current as the last cycle evaluated it (formulas), or None."""
+        record = self.cycle.last
+        if record is None:
+            return None
+        return next((e.max_current_ma for e in record.site.evses if e.dev_id == dev_id), None)
 
     def _ocpp_choice(self) -> tuple[int, bool]:
         """The OCPP port and whether it speaks TLS: the command line, else the params

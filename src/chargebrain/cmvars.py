@@ -1,8 +1,14 @@
 """Charging Manager variables (`CM.<name>`): named numbers or formulas set over the API.
 
-A variable's `expr` is a number or a formula string. There is no formula engine yet, so a
-formula is stored as given and its `value` is None until an evaluator is attached
-(`CmVars.evaluate`); a number's value is the number itself.
+A variable's `expr` is a number or a formula string (core.formula; a formula that does not
+compile is refused with its position). A number's value is the number itself; a formula's is
+what the attached evaluator (`CmVars.evaluate`, the app attaches the live names of
+control/formula_env.py) makes of it now, None while none is attached or when it fails
+(`CmVars.explain_error` then says why).
+
+Predefined variables (`PREDEFINED`, `CM._num_charging` …) are computed by the control cycle
+and not stored here: setting one is refused, except `_max_total_current_prc`, which is the
+param `max_total_cur_prc` under another name (`WRITABLE`): setting it sets the param.
 
 Persistence (kv namespace `cm_vars`, key = name, value = expr): a change is written only when
 the stored value differs (the original saves only then, to spare flash), and `tmp` changes are
@@ -15,10 +21,12 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from chargebrain.core.formula import FormulaError, compile_formula
+from chargebrain.params import ParamError
 from chargebrain.store.db import Store
 
 NS = "cm_vars"
@@ -29,6 +37,10 @@ MAX_ABS_VALUE = 1e15  # keeps values exact as floats and inside a Modbus float r
 _NAME = re.compile(r"^[A-Za-z0-9_]{1,64}$")
 
 Expr = int | float | str
+PREDEFINED = ("_num_charging", "_num_charging1", "_max_total_current",
+              "_max_total_evse_current", "_surplus", "_org_surplus", "_max_total_current_prc",
+              "_dt")
+WRITABLE = {"_max_total_current_prc": "max_total_cur_prc"}  # predefined name → its param
 
 
 class CmVarError(ValueError):
@@ -55,8 +67,9 @@ def check_number(name: str, value: float | int) -> float | int:
     return value
 
 
-def check_formula(name: str, text: str) -> str:
-    """A formula string as stored: trimmed, 1-256 printable characters."""
+def check_formula(name: str, text: str, *, compiles: bool = True) -> str:
+    """A formula string as stored: trimmed, 1-256 printable characters that compile (unless
+    `compiles` is False: rows loaded from the store are kept even when they do not)."""
     formula = text.strip()
     if not formula:
         raise CmVarError(f"{name}: expr must be a number or a formula")
@@ -64,6 +77,11 @@ def check_formula(name: str, text: str) -> str:
         raise CmVarError(f"{name}: formula is longer than {MAX_FORMULA_LEN} characters")
     if any(not ch.isprintable() for ch in formula):
         raise CmVarError(f"{name}: formula contains control characters")
+    if compiles:
+        try:
+            compile_formula(text)  # positions count in the text as given
+        except FormulaError as err:
+            raise CmVarError(f"{name}: {err}") from None
     return formula
 
 
@@ -100,6 +118,7 @@ class VarUpdate:
     items: tuple[tuple[str, Expr], ...]
     clear: bool = False
     persist: bool = True
+    params: tuple[tuple[str, Any], ...] = ()  # writable predefined variables: param updates
 
 
 def same_expr(a: Any, b: Any) -> bool:
@@ -114,10 +133,16 @@ class CmVars:
     """The live variables: persisted ones plus `tmp` overlays (memory only)."""
 
     def __init__(self, store: Store,
-                 evaluate: Callable[[str], float | None] | None = None) -> None:
+                 evaluate: Callable[[str], float | None] | None = None,
+                 params: Any = None) -> None:
         self._store = store
         # evaluates a formula string (None: no formula engine attached, value unknown)
         self.evaluate = evaluate
+        # why a formula fails now (None: it evaluates, or no engine attached)
+        self.explain_error: Callable[[str], str | None] | None = None
+        # the predefined variables' values now ("_num_charging" → 2.0 …)
+        self.predefined: Callable[[], dict[str, float]] | None = None
+        self.params = params  # chargebrain.params.Params behind WRITABLE
         self._vars: dict[str, Expr] = {}
         for name, expr in store.kv_all(NS).items():
             if _loadable(name, expr):
@@ -125,6 +150,10 @@ class CmVars:
 
     def __len__(self) -> int:
         return len(self._vars)
+
+    def items(self) -> list[tuple[str, Expr]]:
+        """Every (name, expr), sorted by name."""
+        return sorted(self._vars.items())
 
     def expr(self, name: str) -> Expr | None:
         """The `expr` of a variable, or None when it does not exist."""
@@ -143,9 +172,25 @@ class CmVars:
         return result
 
     def as_list(self) -> list[dict[str, Any]]:
-        """Every variable as `{"name", "expr", "value"}`, sorted by name."""
-        return [{"name": name, "expr": self._vars[name], "value": self.value(name)}
-                for name in sorted(self._vars)]
+        """Every variable as `{"name", "expr", "value"}`, sorted by name; a formula that fails
+        now has `value` None and `error` (the message with its position)."""
+        out: list[dict[str, Any]] = []
+        for name in sorted(self._vars):
+            expr = self._vars[name]
+            item: dict[str, Any] = {"name": name, "expr": expr, "value": self.value(name)}
+            if item["value"] is None and isinstance(expr, str) and self.explain_error:
+                error = self.explain_error(expr)
+                if error:
+                    item["error"] = error
+            out.append(item)
+        return out
+
+    def predefined_list(self) -> list[dict[str, Any]]:
+        """The predefined variables as `{"name", "value", "writable"}` (value None: unknown
+        now, e.g. `_max_total_current` before the first cycle when it is a formula)."""
+        values = self.predefined() if self.predefined is not None else {}
+        return [{"name": name, "value": values.get(name), "writable": name in WRITABLE}
+                for name in PREDEFINED]
 
     def prepare(self, items: Iterable[tuple[Any, Any]], *, clear: bool = False,
                 persist: bool = True, from_text: bool = False) -> VarUpdate:
@@ -153,6 +198,7 @@ class CmVars:
 
         `items` are (name, expr) pairs; `from_text` when the values are query-string text."""
         checked: list[tuple[str, Expr]] = []
+        params: dict[str, Any] = {}
         for raw_name, raw_expr in items:
             name = check_name(raw_name)
             if from_text:
@@ -161,16 +207,66 @@ class CmVars:
                 expr = parse_text(name, raw_expr)
             else:
                 expr = parse_expr(name, raw_expr)
+            if name.lower() in PREDEFINED:
+                params.update(self._predefined_update(name.lower(), expr))
+                continue
             checked.append((name, expr))
         names = set() if clear else set(self._vars)
         names.update(name for name, _ in checked)
         if len(names) > MAX_VARS:
             raise CmVarError(f"too many variables (at most {MAX_VARS})")
-        return VarUpdate(tuple(checked), clear=clear, persist=persist)
+        return VarUpdate(tuple(checked), clear=clear, persist=persist,
+                         params=tuple(params.items()))
+
+    def _predefined_update(self, name: str, expr: Expr) -> dict[str, Any]:
+        """The param update behind a writable predefined variable, or CmVarError."""
+        param = WRITABLE.get(name)
+        if param is None:
+            raise CmVarError(f"{name} is predefined and read-only")
+        if isinstance(expr, str):
+            raise CmVarError(f"{name} must be a number")
+        if self.params is None:
+            raise CmVarError(f"{name} cannot be set here")
+        try:
+            return dict(self.params.validate_updates({param: expr}))
+        except ParamError as err:
+            raise CmVarError(f"{name}: {err}") from None
+
+    def set_from_rules(self, values: Mapping[str, float]) -> int:
+        """Values a charging rule's "set variable" / "trigger variable" action gave `CM.<name>`
+        this cycle (`values` as the rule engine reports them: lowercased dotted names). They
+        are kept in memory only, like `tmp=1` (a rule sets them again every cycle; writing
+        them to flash every cycle would wear it out), so the persisted value returns after a
+        restart. An existing variable is matched case-insensitively; `CM._*` (predefined,
+        the engine's own `_rule_id`/`_undercut`) and other devices' variables are left alone;
+        new names stop at MAX_VARS. Returns how many values changed."""
+        changed = 0
+        by_lower = {name.lower(): name for name in self._vars}
+        for key, value in values.items():
+            if not key.startswith("cm.") or key.startswith("cm._"):
+                continue
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                continue
+            if not math.isfinite(value) or abs(value) > MAX_ABS_VALUE:
+                continue
+            name = by_lower.get(key[3:], key[3:])
+            if _NAME.match(name) is None:
+                continue
+            if name not in self._vars and len(self._vars) >= MAX_VARS:
+                continue
+            number: Expr = int(value) if float(value).is_integer() else float(value)
+            if name in self._vars and same_expr(self._vars[name], number):
+                continue
+            self._vars[name] = number
+            by_lower[name.lower()] = name
+            changed += 1
+        return changed
 
     def apply(self, update: VarUpdate) -> int:
         """Apply a prepared update; persist (unless tmp) what differs from the store, in one
         transaction. Returns the number of rows written or deleted."""
+        if update.params and self.params is not None:
+            self.params.apply(dict(update.params))
         final = {} if update.clear else dict(self._vars)
         for name, expr in update.items:
             final[name] = expr
@@ -201,7 +297,10 @@ def _loadable(name: Any, expr: Any) -> bool:
     """Only well-formed rows are loaded (a damaged row must not stop the start-up)."""
     try:
         check_name(name)
-        parse_expr(name, expr)
+        if isinstance(expr, str):
+            check_formula(name, expr, compiles=False)
+        else:
+            parse_expr(name, expr)
     except CmVarError:
         return False
     return True

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from chargebrain.core.formula import FormulaError, compile_formula
 from chargebrain.store.db import Store
 from chargebrain.values import to_bool
 
@@ -29,6 +30,7 @@ class ParamSpec:
     persisted: bool = True
     writable: bool = True
     max_len: int = 256
+    formula: bool = False  # a str param that holds a formula ("" = off)
 
 
 def _p(name: str, kind: type, default: Any, lo: float | None = None, hi: float | None = None,
@@ -46,12 +48,20 @@ SPECS: dict[str, ParamSpec] = {s.name: s for s in [
     _p("reserve_current", int, 0, 0, 10_000_000),
     _p("overdraft_cur", int, 0, 0, 10_000_000),
     _p("max_total_evse_current", int, 0, 0, 10_000_000),  # 0 = no separate EVSE limit
+    # PV surplus in W as a formula (docs/formulas.md); "" = from the meters
+    _p("surplus_expr", str, "", formula=True),
     _p("disable_policy", int, 1, -1, 1),
     _p("max_imbalance", int, 20000, 0, 10_000_000),  # mA; 0 = off
     _p("imbalance_add", bool, False),
     _p("min_pause_time", int, 300, 0, 86400),
     _p("min_run_time", int, 300, 0, 86400),
     _p("phase_switch_delay", int, 300, 0, 86400),
+    # PV surplus (docs/load-management.md "PV surplus")
+    _p("surplus_start_delay", int, 60, 0, 86400),  # s the surplus must cover the minimum
+    _p("surplus_stop_delay", int, 300, 0, 86400),  # s held at min below it (rule udur wins)
+    _p("surplus_step", int, 100, 1, 10000),  # mA: surplus currents are rounded down to it
+    _p("surplus_use_battery", bool, False),  # a home battery's discharge may feed cars
+    _p("max_phase_switches", int, 4, 0, 1000),  # automatic 1p/3p switches per session, 0 = ∞
     _p("system_voltage", int, 230, 100, 400),
     _p("fcfs", bool, False),
     _p("price_model", int, 0, 0, 10),
@@ -63,9 +73,13 @@ SPECS: dict[str, ParamSpec] = {s.name: s for s in [
     _p("mqtt_topic_serial", bool, False),  # topics cfos_mqtt_<serial>/… instead of cfos_mqtt/…
     _p("mqtt_api", bool, False),  # cfos_mqtt/api/<query> runs API commands as admin
     _p("mqtt_ha_discovery", bool, True),  # Home Assistant discovery while MQTT is on
+    _p("mqtt_ca_file", str, ""),  # PEM CA file for mqtts:// brokers; "" = the system's CAs
+    _p("mqtt_ctl", bool, False),  # cfos_mqtt/ctl drives wallboxes in observation mode
+    _p("mqtt_ctl_timeout_s", int, 60, 2, 3600),  # silent ctl → disable_policy after this
     # the OCPP 1.6J server (docs/ocpp.md), read at start; the command line wins
     _p("ocpp_srv_port", int, 19520, 0, 65535),  # 0 = off
     _p("ocpp_srv_tls_mode", int, 0, 0, 1),  # 0 ws://, 1 wss:// (needs --ocpp-tls-cert)
+    _p("rec_interval_s", int, 10, 0, 3600),  # usage graphs: seconds between samples; 0 = off
 ]}
 
 
@@ -86,17 +100,29 @@ def validate_value(spec: ParamSpec, value: Any) -> Any:
             raise ParamError(f"{name} must be a string")
         if len(value) > spec.max_len:
             raise ParamError(f"{name} is longer than {spec.max_len} characters")
+        if spec.formula:
+            return _check_formula(name, value) if value.strip() else ""
         return value
     if spec.kind is object and isinstance(value, str) and not _is_number_text(value):
         if not value.strip() or len(value) > spec.max_len:
             raise ParamError(f"{name} must be a number or a formula")
-        return value.strip()
+        return _check_formula(name, value)
     number = _to_int(name, value)
     if spec.min is not None and number < spec.min:
         raise ParamError(f"{name} must be at least {spec.min:g}")
     if spec.max is not None and number > spec.max:
         raise ParamError(f"{name} must be at most {spec.max:g}")
     return number
+
+
+def _check_formula(name: str, text: str) -> str:
+    """The formula, trimmed, when it compiles; else ParamError with the position (counted in
+    the text as given)."""
+    try:
+        compile_formula(text)
+    except FormulaError as err:
+        raise ParamError(f"{name}: {err}") from None
+    return text.strip()
 
 
 def _is_number_text(text: str) -> bool:

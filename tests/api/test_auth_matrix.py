@@ -87,6 +87,7 @@ REQUESTS: dict[str, list[Req]] = {
 
 # spec §3: "nothing" and "admin or the user's own id/PIN/RFID"; everything else is admin-only
 SPEC = {"get_dev_info": READ, "get_params": READ, "get_dev_types": READ, "explain": READ,
+        "get_usage": READ,
         "enter_rfid": PUBLIC,
         "get_user": OWN, "set_user": OWN, "override_device": OWN, "get_transactions": OWN}
 

@@ -22,8 +22,8 @@ async def test_get_form_sets_number_and_answers_ok(cb):
     assert await cb.client.get("set_cm_var", name="half", val="1.5") == (200, "ok")
     status, body = await cb.client.get("get_cm_vars")
     assert status == 200
-    assert body == {"vars": [{"name": "half", "expr": 1.5, "value": 1.5},
-                             {"name": "var3", "expr": 123, "value": 123}]}
+    assert body["vars"] == [{"name": "half", "expr": 1.5, "value": 1.5},
+                            {"name": "var3", "expr": 123, "value": 123}]
 
 
 async def test_post_body_of_the_documentation(cb):
@@ -32,13 +32,66 @@ async def test_post_body_of_the_documentation(cb):
     assert await _vars(cb.client) == {"tarif": (1, 1), "PWR": (70, 70)}
 
 
-async def test_formula_is_stored_and_its_value_is_null(cb):
-    assert await cb.client.get("set_cm_vars", name="lim", val="55000 * AVAIL / 100") \
+async def test_formula_is_stored_and_evaluated_with_the_live_names(cb):
+    assert await cb.client.get("set_cm_vars", name="a", val="2.5") == (200, "ok")
+    assert await cb.client.get("set_cm_vars", name="lim", val="55000 * cm.A / 100") \
         == (200, "ok")
-    assert await cb.client.post("set_cm_vars", {"vars": [{"name": "f", "expr": "M1.power"}]}) \
+    assert await cb.client.post("set_cm_vars", {"vars": [{"name": "f", "expr": "CM.lim + 1"}]}) \
         == (200, "ok")
-    assert await _vars(cb.client) == {"lim": ("55000 * AVAIL / 100", None),
-                                      "f": ("M1.power", None)}
+    assert await _vars(cb.client) == {"a": (2.5, 2.5), "lim": ("55000 * cm.A / 100", 1375),
+                                      "f": ("CM.lim + 1", 1376)}
+    # the value follows the variable it reads
+    assert await cb.client.get("set_cm_vars", name="a", val="10", tmp=1) == (200, "ok")
+    assert (await _vars(cb.client))["f"] == ("CM.lim + 1", 5501)
+
+
+async def test_a_formula_that_fails_now_has_no_value_and_says_why(cb):
+    body = {"vars": [{"name": "lim", "expr": "55000 * AVAIL / 100"},
+                     {"name": "loop", "expr": "CM.loop + 1"},
+                     {"name": "div", "expr": "1 / CM.zero"}, {"name": "zero", "expr": 0}]}
+    assert await cb.client.post("set_cm_vars", body) == (200, "ok")
+    _, answer = await cb.client.get("get_cm_vars")
+    by_name = {v["name"]: v for v in answer["vars"]}
+    assert by_name["lim"] == {"name": "lim", "expr": "55000 * AVAIL / 100", "value": None,
+                              "error": "formula: unknown name avail at 8"}
+    assert by_name["loop"]["value"] is None
+    assert "cm.loop refers to itself" in by_name["loop"]["error"]
+    assert by_name["div"]["error"] == "formula: division by zero at 2"
+    assert by_name["zero"] == {"name": "zero", "expr": 0, "value": 0}
+
+
+async def test_predefined_values_are_listed_and_read_only(cb):
+    _, answer = await cb.client.get("get_cm_vars")
+    predefined = {p["name"]: p for p in answer["predefined"]}
+    assert set(predefined) == {"_num_charging", "_num_charging1", "_max_total_current",
+                               "_max_total_evse_current", "_surplus", "_org_surplus",
+                               "_max_total_current_prc", "_dt"}
+    assert predefined["_num_charging1"]["value"] >= 1
+    assert predefined["_max_total_current_prc"] == {"name": "_max_total_current_prc",
+                                                    "value": 100, "writable": True}
+    for name in ("_num_charging", "_NUM_CHARGING", "_dt", "_surplus"):
+        status, body = await cb.client.get("set_cm_vars", name=name, val="3")
+        assert status == 400 and "predefined and read-only" in body
+    assert await _vars(cb.client) == {}
+
+
+async def test_max_total_current_prc_is_the_param(cb):
+    assert await cb.client.get("set_cm_vars", name="_max_total_current_prc", val="40") \
+        == (200, "ok")
+    assert cb.app.params["max_total_cur_prc"] == 40
+    assert await _vars(cb.client) == {}  # not a stored variable
+    _, answer = await cb.client.get("get_cm_vars")
+    assert {p["name"]: p["value"] for p in answer["predefined"]}["_max_total_current_prc"] == 40
+    for val, message in (("101", "at most 100"), ("CM.x", "must be a number"),
+                         ("12.5", "whole number")):
+        status, body = await cb.client.get("set_cm_vars", name="_max_total_current_prc",
+                                           val=val)
+        assert status == 400 and message in body, body
+    assert cb.app.params["max_total_cur_prc"] == 40
+    # in a body with a bad variable: all or nothing
+    status, _ = await cb.client.post("set_cm_vars", {"vars": [
+        {"name": "_max_total_current_prc", "expr": 70}, {"name": "bad", "expr": "1 +"}]})
+    assert status == 400 and cb.app.params["max_total_cur_prc"] == 40
 
 
 async def test_clear_deletes_everything_first(cb):
@@ -58,7 +111,9 @@ async def test_get_cm_vars_answer_is_accepted_as_a_body(cb):
                                                   {"name": "f", "expr": "CM.a * 2"}]})
     _, listing = await cb.client.get("get_cm_vars")
     assert await cb.client.post("set_cm_vars", listing, clear=1) == (200, "ok")
-    assert await cb.client.get("get_cm_vars") == (200, listing)
+    _, again = await cb.client.get("get_cm_vars")
+    assert again["vars"] == listing["vars"] == [
+        {"name": "a", "expr": 2.5, "value": 2.5}, {"name": "f", "expr": "CM.a * 2", "value": 5}]
 
 
 async def test_later_duplicate_in_one_body_wins(cb):
@@ -107,6 +162,9 @@ BAD_GETS = [
     ({"name": "a", "val": "x" * 300}, "longer than 256"),
     ({"name": "a", "val": "1", "tmp": "maybe"}, "tmp must be 0 or 1"),
     ({"name": "ä", "val": "1"}, "only letters"),
+    ({"name": "a", "val": "min(1,,2)"}, "a: formula: unexpected ',' at 6"),
+    ({"name": "a", "val": "CM.x +"}, "a: formula: unexpected end of formula at 6"),
+    ({"name": "a", "val": "foo(1)"}, "a: formula: unknown function foo at 0"),
 ]
 
 
@@ -135,6 +193,8 @@ BAD_BODIES = [
     (b'{"vars": [{"name": "a", "expr": 1, "colour": "red"}]}', "unknown key colour"),
     (b'{"vars": [], "extra": 1}', "unknown key extra"),
     (b'{"vars": [{"name": "ok", "expr": 1}, {"name": "b-d", "expr": 1}]}', "only letters"),
+    (b'{"vars": [{"name": "ok", "expr": 1}, {"name": "f", "expr": "(1"}]}',
+     "f: formula: unexpected end of formula at 2"),
 ]
 
 
@@ -183,10 +243,10 @@ def test_store_is_written_only_when_the_value_changes(tmp_path):
     try:
         cm = CmVars(store)
         before = _changes(store)
-        assert cm.apply(cm.prepare([("a", 1), ("b", "M1.power")])) == 2
+        assert cm.apply(cm.prepare([("a", 1), ("b", "M1.power_w")])) == 2
         assert _changes(store) - before == 2
         before = _changes(store)
-        assert cm.apply(cm.prepare([("a", 1.0), ("b", "M1.power")])) == 0  # same values
+        assert cm.apply(cm.prepare([("a", 1.0), ("b", "M1.power_w")])) == 0  # same values
         assert cm.apply(cm.prepare([("a", "1")], from_text=True)) == 0
         assert _changes(store) - before == 0
         assert cm.apply(cm.prepare([("a", 2)])) == 1
@@ -218,8 +278,11 @@ def test_clear_deletes_rows_in_the_same_transaction(tmp_path):
 def test_damaged_rows_are_skipped_on_load(tmp_path):
     store = Store.open(tmp_path)
     try:
-        store.kv_set_many("cm_vars", {"good": 1, "bad name": 2, "nothing": None, "t": True})
-        assert CmVars(store).as_list() == [{"name": "good", "expr": 1, "value": 1}]
+        store.kv_set_many("cm_vars", {"good": 1, "bad name": 2, "nothing": None, "t": True,
+                                      "old": "1 +"})
+        # a stored formula that no longer compiles is kept (and fails when evaluated)
+        assert CmVars(store).as_list() == [{"name": "good", "expr": 1, "value": 1},
+                                           {"name": "old", "expr": "1 +", "value": None}]
     finally:
         store.close()
 

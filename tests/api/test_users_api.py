@@ -274,7 +274,7 @@ async def test_override_permissions_and_effects(site):
     assert await override(NO_AUTH, flags="X", rfid="4711") == (
         400, "unknown override flag X (use C c E e U u)")
     assert await override(NO_AUTH, rfid="4711") == (
-        400, "nothing to override: give flags and/or mamps")
+        400, "nothing to override: give flags, mamps and/or phases")
     assert await override(NO_AUTH, mamps="100", rfid="4711") == (
         400, "mamps must be 0 (no cap) or 6000 to 1000000")
     assert book.get("E1").overrides == 0 and book.get("E1").mamps is None

@@ -131,11 +131,21 @@ async def test_mode_5_follows_the_previous_plans_surplus_from_a_pushed_grid_mete
     await add(site, dev_id="M3", dev_type="meter_ajax", role=3, com_timeout_ms=60000)
     status, body = await site.client.get("sim_vehicle", dev_id="E1", plugged=1)
     assert status == 200, body
+    # no start delay: the planner may serve it at once
+    # (the surplus hysteresis itself is tested in tests/core/test_surplus.py)
+    status, body = await site.client.post("set_params", {"surplus_start_delay": 0})
+    assert (status, body) == (200, "ok")
+    # no 1p/3p switching while plugged (a switchable box is judged by the rules on its L1,
+    # see tests/control/test_phase_switching.py): the rule divides by three phases
+    site.app.powerbrain.bank("evse").set("s0_inputs", 0x0600)
     assert await set_e1_rules(site, [{"mode": 5, "udur": 300}]) == (200, "ok")
     await push_meter(site, "M3", (-8000, -8000, -8000), power_w=-5520)
-    body = await explain_e1(site)  # no plan before this one: no surplus known yet
-    assert body["demand"]["allowed"] is False
-    assert body["demand"]["reason"] == "EVSE rules: no PV-surplus rule applies"
+    body = await explain_e1(site)  # no plan before this one: the rule knows no surplus yet
+    # ... so its value is 0, a surplus EVSE capped no lower than its minimum; the planner sees
+    # the export itself and (no start delay) starts it at the minimum
+    assert body["demand"]["allowed"] is True, body["demand"]
+    assert body["demand"]["max_current_ma"] == 6000
+    assert body["setpoint"]["current_ma"] == 6000
     await push_meter(site, "M3", (-8000, -8000, -8000), power_w=-5520)
     body = await explain_e1(site)
     assert body["demand"]["allowed"] is True
@@ -147,3 +157,23 @@ async def test_mode_5_follows_the_previous_plans_surplus_from_a_pushed_grid_mete
     evse = record.evse("E1")
     assert evse.surplus and evse.surplus_stop_delay_s == 300
     assert body["setpoint"]["current_ma"] == 8000  # the planner serves it from the surplus
+
+
+async def test_a_rule_that_sets_a_cm_variable_shows_in_get_cm_vars_and_formulas(site):
+    """A rule's set-variable action gives CM.<name> its value (memory only): get_cm_vars
+    shows it and a formula elsewhere (here a CM formula variable) reads it."""
+    assert await site.client.post(
+        "set_cm_vars", {"vars": [{"name": "boost", "expr": 0},
+                                 {"name": "twice", "expr": "CM.boost * 2"}]}) == (200, "ok")
+    status, body = await site.client.get("sim_vehicle", dev_id="E1", plugged=1)
+    assert status == 200, body
+    rules = [{"cond": {"type": "always"},
+              "action": {"type": "set_var", "var": "CM.Boost", "value": "4000 + 500"}},
+             {"action": {"type": "set", "value": "CM.boost + 6000"}}]
+    assert await set_e1_rules(site, rules) == (200, "ok")
+    body = await explain_e1(site)
+    assert body["demand"]["max_current_ma"] == 10500
+    status, got = await site.client.get("get_cm_vars")
+    values = {v["name"]: v["value"] for v in got["vars"]}
+    assert values["boost"] == 4500 and values["twice"] == 9000
+    assert "Boost" not in values  # matched to the existing variable case-insensitively

@@ -91,29 +91,40 @@ def test_mode_5_makes_a_surplus_evse_with_its_stop_delay():
     assert out.max_current_ma == 7900 and out.max_reason == "EVSE rules: rule #1: solar surplus"
 
 
-def test_mode_5_at_night_does_not_charge_and_a_cloud_is_held():
+def test_mode_5_leaves_start_and_hold_to_the_planner():
+    """At night and in a cloud mode 5 still makes a surplus EVSE (capped no lower than its
+    minimum): whether it starts, how long it is held at the minimum (the rule's udur as its
+    stop delay) and when it stops is the planner's (tests/core/test_surplus.py)."""
     s = stage()
     site, result = _plan(0)
     out = s.apply(EVSE, SURPLUS, view=SiteView.from_plan(site, result, NIGHT), now_s=NIGHT)
-    assert not out.allowed and out.surplus
-    site, result = _plan(5500)
-    s.apply(EVSE, SURPLUS, view=SiteView.from_plan(site, result, NOON), now_s=NOON)
+    assert out.allowed and out.surplus and out.max_current_ma == 6000
+    assert out.surplus_stop_delay_s == 300
     site, result = _plan(1000)
     cloud = SiteView.from_plan(site, result, NOON)
-    out = s.apply(EVSE, SURPLUS, view=cloud, now_s=NOON + 200)
-    assert out.allowed and out.surplus and out.max_current_ma == 6000
-    out = s.apply(EVSE, SURPLUS, view=cloud, now_s=NOON + 300)
-    assert not out.allowed
+    for t in (200, 300, 3000):
+        out = s.apply(EVSE, SURPLUS, view=cloud, now_s=NOON + t)
+        assert out.allowed and out.surplus and out.max_current_ma == 6000
 
 
-def test_unplug_forgets_the_holds():
+HELD = [{"solar": True, "cond": {"type": "surplus", "value": 6000, "undercut_s": 300},
+         "action": {"type": "surplus"}}]
+
+
+def test_a_held_condition_holds_through_a_cloud_and_unplug_forgets_the_hold():
     s = stage()
     site, result = _plan(5500)
-    s.apply(EVSE, SURPLUS, view=SiteView.from_plan(site, result, NOON), now_s=NOON)
-    gone = EvseInput(dev_id="E1", connected=False)
-    s.apply(gone, SURPLUS, now_s=NOON + 10)
+    s.apply(EVSE, HELD, view=SiteView.from_plan(site, result, NOON), now_s=NOON)
     site, result = _plan(1000)
-    out = s.apply(EVSE, SURPLUS, view=SiteView.from_plan(site, result, NOON), now_s=NOON + 20)
+    cloud = SiteView.from_plan(site, result, NOON)
+    out = s.apply(EVSE, HELD, view=cloud, now_s=NOON + 200)
+    assert out.allowed and out.surplus and out.max_current_ma == 6000  # undercut: the minimum
+    out = s.apply(EVSE, HELD, view=cloud, now_s=NOON + 300)
+    assert not out.allowed
+    s.apply(EVSE, HELD, view=SiteView.from_plan(*_plan(5500), NOON), now_s=NOON + 310)
+    gone = EvseInput(dev_id="E1", connected=False)
+    s.apply(gone, HELD, now_s=NOON + 320)
+    out = s.apply(EVSE, HELD, view=cloud, now_s=NOON + 330)
     assert not out.allowed  # a new session: no hold from the last one
 
 

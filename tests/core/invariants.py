@@ -26,6 +26,11 @@ Exemptions, each as narrow as the rule behind it:
 * 1p/3p switching: a wallbox is judged on the phases its setpoint loads, so a one-phase box
   (switched down, or waiting its `phase_switch_delay` to go back) is not blamed for room on
   phases it does not use.
+* PV surplus hysteresis, each checked against its timers (`_check_surplus`): a wallbox
+  waiting out `surplus_start_delay` ("surplus_start") while the pool covers it; a running one
+  held at exactly its minimum through a dip ("surplus_hold": outside the pool, never outside a
+  limit); a surplus wallbox whose phases are not known yet gets its minimum only; a current
+  the pool binds is rounded down to `surplus_step_ma`.
 `min_run_time` and round robin need no exemption: a runner inside its minimum run keeps its
 place at admission, and whoever is paused for rotation finds its minimum does not fit.
 """
@@ -37,6 +42,8 @@ from tests.core.oracle import (
     STEP_MA,
     Usage,
     controlled,
+    held,
+    max_ma,
     min_ma,
     rows,
     setpoint_mask,
@@ -83,8 +90,8 @@ def check_safety(world: World, result: PlanResult, budget: int, use: Usage) -> N
     assert set(sp) == {e.dev_id for e in world.site.evses}, "safety: setpoints missing"
 
     # limits: allocated + non-EVSE load ≤ limit; all 0 where non-EVSE load alone is too much
-    for row, head in zip(use.rows, use.headroom, strict=True):
-        used = row.room - head
+    for row, head, held_use in zip(use.rows, use.headroom, use.held_use, strict=True):
+        used = row.room - head - held_use  # a surplus hold is outside the pool (only)
         assert used <= max(0, row.room), f"safety: {row.name}: {used} used, room {row.room}"
     if not world.stale_nodes and not world.hidden_prod:
         for g in world.parent:  # with every meter fresh the assumption is the physical truth
@@ -100,11 +107,13 @@ def check_safety(world: World, result: PlanResult, budget: int, use: Usage) -> N
                 f"safety: {e.dev_id} gets {cur} mA outside {min_ma(e)}..{e.max_current_ma}")
         assert sp[e.dev_id].paused == (wants(e) and cur == 0), f"safety: {e.dev_id} paused"
 
+    _check_surplus(world, result)
+
     # strict priority: a paused EVSE that would fit besides the EVSEs of its own or higher
     # tiers means no lower tier may charge
     for h in controlled(world):
         r = sp[h.dev_id]
-        if not r.paused or r.pause_reason in ("min_pause", "imbalance"):
+        if not r.paused or r.pause_reason in ("min_pause", "imbalance", "surplus_start"):
             continue
         if not any(tier(e) > tier(h) and sp[e.dev_id].current_ma > 0 for e in controlled(world)):
             continue
@@ -150,6 +159,8 @@ def check_liveness(world: World, result: PlanResult, use: Usage) -> None:
         cur = r.current_ma
         on = _on(world, result, use, e)
         if cur == 0:
+            if r.pause_reason == "surplus_start":
+                continue  # checked against its timer in _check_surplus
             if r.pause_reason == "min_pause":
                 assert _pause_held(world, e), (
                     f"liveness: {e.dev_id} kept in a minimum pause that is not held")
@@ -160,11 +171,15 @@ def check_liveness(world: World, result: PlanResult, use: Usage) -> None:
             short = [use.rows[i].name for i, c in on if use.headroom[i] < min_ma(e) * c]
             assert short, (f"liveness: {e.dev_id} paused ({r.pause_reason}: {r.reason.text}) "
                            f"although its minimum {min_ma(e)} mA fits on every limit it loads")
-        elif cur < e.max_current_ma:
+        elif cur < max_ma(e):
             if r.reason.code == "imbalance":
                 _assert_imbalance_exempt(world, result, e)
                 continue
-            full = [i for i, c in on if use.headroom[i] < STEP_MA * c]
+            if held(result, e):
+                continue  # at its minimum on purpose (checked in _check_surplus)
+            step = max(STEP_MA, world.site.settings.surplus_step_ma)
+            full = [i for i, c in on
+                    if use.headroom[i] < (step if use.rows[i].node is None else STEP_MA) * c]
             assert full, (f"liveness: {e.dev_id} at {cur} mA below its max {e.max_current_ma} "
                           f"mA ({r.reason.text}) while every limit it loads has headroom: "
                           + ", ".join(f"{use.rows[i].name} {use.headroom[i]}" for i, _ in on))
@@ -177,11 +192,13 @@ def check_fairness(world: World, result: PlanResult, use: Usage) -> None:
     for e in by_id.values():
         r = sp[e.dev_id]
         cur = r.current_ma
-        if not wants(e) or cur == 0 or cur >= e.max_current_ma or r.reason.code == "imbalance":
+        if (not wants(e) or cur == 0 or cur >= max_ma(e) or r.reason.code == "imbalance"
+                or held(result, e)):
             continue
         problems: list[str] = []
+        pool_step = max(STEP_MA, world.site.settings.surplus_step_ma)
         for i, c in _on(world, result, use, e):
-            if use.headroom[i] >= STEP_MA * c:
+            if use.headroom[i] >= (pool_step if use.rows[i].node is None else STEP_MA) * c:
                 continue  # not full: it does not hold e back
             unfair = []
             for other, _c in use.coeff[i].items():
@@ -189,6 +206,8 @@ def check_fairness(world: World, result: PlanResult, use: Usage) -> None:
                 got = sp[other].current_ma
                 if other == e.dev_id or got == 0:
                     continue
+                if use.rows[i].node is None and held(result, f):
+                    continue  # held at its minimum through a dip: outside the pool
                 if tier(f) > tier(e):
                     unfair.append(f"{other} (lower tier) {got}")
                 elif (tier(f) == tier(e) and got > cur + STEP_MA and got != min_ma(f)):
@@ -218,6 +237,36 @@ def check_phases(world: World, result: PlanResult) -> None:
             assert sp.one_phase is not None, f"phases: {e.dev_id}: no 1p/3p decision"
             assert sp.phases_mask == (0b001 if sp.one_phase else car), (
                 f"phases: {e.dev_id} set to mask {sp.phases_mask:03b}, one_phase={sp.one_phase}")
+
+
+def _check_surplus(world: World, result: PlanResult) -> None:
+    """The surplus hysteresis only ever acts as its timers say (module docstring)."""
+    s = world.site.settings
+    for e in controlled(world):
+        sp = result.setpoints[e.dev_id]
+        t = world.memory.evses[e.dev_id]
+        if not wants(e):
+            continue
+        if sp.pause_reason == "surplus_start":
+            since = t.surplus_cover_since_s
+            waited = 0.0 if since is None or since > NOW else NOW - since
+            assert e.surplus and t.last_current_ma == 0 and waited < s.surplus_start_delay_s, (
+                f"safety: {e.dev_id} waits for a surplus start it may not wait for "
+                f"(waited {waited} s of {s.surplus_start_delay_s} s)")
+        if held(result, e):
+            delay = e.surplus_stop_delay_s or s.surplus_stop_delay_s
+            low = t.surplus_low_since_s
+            low_for = 0.0 if low is None or low > NOW else NOW - low
+            run_for = NOW - t.running_since_s if t.running_since_s is not None else 0.0
+            assert e.surplus and sp.current_ma == min_ma(e), (
+                f"safety: {e.dev_id} held at {sp.current_ma} mA, not at its minimum")
+            assert t.last_current_ma > 0 and t.running_since_s is not None, (
+                f"safety: {e.dev_id} held through a surplus dip but was not running")
+            assert delay > 0 and t.surplus_confirmed and (
+                low_for < delay or run_for < s.min_run_time_s), (
+                f"safety: {e.dev_id} held although its stop delay {delay} s is over "
+                f"(low for {low_for} s, running {run_for} s, confirmed "
+                f"{t.surplus_confirmed})")
 
 
 def _on(world: World, result: PlanResult, use: Usage, e: EvseInput) -> list[tuple[int, int]]:

@@ -89,7 +89,8 @@ def drawn_ma(world: World, e: EvseInput) -> Phases:
 def site_surplus_w(world: World) -> int:
     """The PV surplus the surplus wallboxes may use (W), from the meters (docs §8).
 
-    With a site grid meter: −grid + what all wallboxes draw now (0 when that meter is stale).
+    With a site grid meter: −grid + what the controlled wallboxes draw now (0 when that meter
+    is stale; a disabled or silent wallbox's draw is not the planner's to give away).
     Without: production − consumption (0 when one of those meters is stale). The generated
     sites have no storage. A surplus formula (`SiteInput.surplus_w`) replaces all of this.
     """
@@ -100,7 +101,7 @@ def site_surplus_w(world: World) -> int:
     if site_grid:
         if 0 not in world.grid_nodes:
             return 0
-        ev_ma = sum(sum(drawn_ma(world, e)) for e in world.site.evses)
+        ev_ma = sum(sum(drawn_ma(world, e)) for e in controlled(world))
         return max(0, -sum(m.power_w for m in site_grid) + round(ev_ma * VOLT / 1000))
     surplus = 0
     for m in meters:
@@ -125,6 +126,29 @@ def wants(e: EvseInput) -> bool:
 
 def min_ma(e: EvseInput) -> int:
     return max(e.min_current_ma, MIN_FLOOR_MA)
+
+
+def max_ma(e: EvseInput) -> int:
+    """The most `e` may get: its maximum; a surplus wallbox whose phases are not known yet
+    only its minimum (docs "PV surplus": the surplus is predicted for one phase)."""
+    if (e.surplus and not e.phases_known and not e.phase_switching
+            and e.max_current_ma >= min_ma(e)):
+        return min_ma(e)
+    return e.max_current_ma
+
+
+def surplus_phases(world: World, result: PlanResult, e: EvseInput) -> int:
+    """The phases the surplus pool divides by for `e`: those of its setpoint, or one (the
+    prediction) while its phases are not known and the planner did not choose them."""
+    mask = setpoint_mask(world, result, e)
+    if not e.phases_known and not e.phase_switching:
+        return 1
+    return mask.bit_count()
+
+
+def held(result: PlanResult, e: EvseInput) -> bool:
+    """`e` is held at its minimum through a surplus dip (outside the surplus pool)."""
+    return result.setpoints[e.dev_id].reason.code == "surplus_hold"
 
 
 def tier(e: EvseInput) -> tuple[int, int]:
@@ -190,7 +214,7 @@ def coefficient(world: World, result: PlanResult, row: Row, e: EvseInput) -> int
     """How much of `row` one mA of `e`'s setpoint uses (0: `e` is not on it)."""
     mask = setpoint_mask(world, result, e)
     if row.node is None:
-        return mask.bit_count() * VOLT if e.surplus else 0
+        return surplus_phases(world, result, e) * VOLT if e.surplus else 0
     assert row.phase is not None
     if not mask >> row.phase & 1:
         return 0
@@ -205,7 +229,8 @@ class Usage:
 
     rows: list[Row]
     coeff: list[dict[str, int]]  # per row: dev_id → coefficient (only wallboxes on it)
-    headroom: list[int]  # per row: room − what the setpoints use
+    headroom: list[int]  # per row: room − what the setpoints use (and the pool reserves)
+    held_use: list[int]  # per row: what wallboxes held through a surplus dip use there
 
     def rows_of(self, dev_id: str) -> list[int]:
         return [i for i, c in enumerate(self.coeff) if dev_id in c]
@@ -217,14 +242,22 @@ def usage(world: World, result: PlanResult, all_rows: list[Row],
     evses = [e for e in controlled(world) if filt is None or filt(e)]
     coeff: list[dict[str, int]] = []
     headroom: list[int] = []
+    held_use: list[int] = []
     for row in all_rows:
         on: dict[str, int] = {}
-        used = 0
+        used = held_here = 0
         for e in evses:
             c = coefficient(world, result, row, e)
-            if c:
-                on[e.dev_id] = c
-                used += c * result.setpoints[e.dev_id].current_ma
+            if not c:
+                continue
+            sp = result.setpoints[e.dev_id]
+            on[e.dev_id] = c
+            used += c * sp.current_ma
+            if row.node is None and held(result, e):
+                held_here += c * sp.current_ma  # held at its minimum: may overrun the pool
+            elif row.node is None and sp.pause_reason == "surplus_start":
+                used += c * min_ma(e)  # its minimum is reserved while it waits to start
         coeff.append(on)
         headroom.append(row.room - used)
-    return Usage(all_rows, coeff, headroom)
+        held_use.append(held_here)
+    return Usage(all_rows, coeff, headroom, held_use)

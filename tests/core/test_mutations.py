@@ -97,10 +97,10 @@ def test_non_switchable_box_dropping_to_one_phase_is_caught(
     """The planner decides 1p/3p for every three-phase box, switchable or not."""
     real = plan_mod._allocate_with_phases
 
-    def all_switchable(snap, controlled, memory, now_s, delay_s):  # type: ignore[no-untyped-def]
+    def all_switchable(snap, controlled, memory, now_s, delay_s, *args):  # type: ignore[no-untyped-def]
         views = [v._replace(evse=dataclasses.replace(v.evse, phase_switching=True))
                  for v in controlled]
-        return real(snap, views, memory, now_s, delay_s)
+        return real(snap, views, memory, now_s, delay_s, *args)
 
     monkeypatch.setattr(plan_mod, "_allocate_with_phases", all_switchable)
     _caught_by("phases")
@@ -132,14 +132,14 @@ def test_tiers_sharing_the_fill_is_caught(monkeypatch: pytest.MonkeyPatch) -> No
     rises next to a higher one that is held below its maximum."""
     admit, fill = allocator_mod._admit, allocator_mod._water_fill
 
-    def shared_fill(evs, rows):  # type: ignore[no-untyped-def]
+    def shared_fill(evs, rows, now=0.0, params=None):  # type: ignore[no-untyped-def]
         tiers: dict = {}
         for ev in evs:
             tiers.setdefault(ev.tier, []).append(ev)
         admitted = []
         for key in sorted(tiers):
             admitted += admit(sorted(tiers[key], key=lambda e: e.order_key), rows,
-                              list(rows.slack))
+                              list(rows.slack), now, params)
         fill(admitted, rows)
         return admitted
 

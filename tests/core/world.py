@@ -121,6 +121,11 @@ def worlds(draw: st.DrawFn, max_evses: int = 30, max_groups: int = 8) -> World:
         fcfs=draw(st.booleans()),
         disable_policy=draw(st.sampled_from([-1, 0, 1])),
         com_error_grace_s=GRACE_S,
+        # PV surplus hysteresis and rounding (0/1 = off, as in the bare planner)
+        surplus_start_delay_s=draw(st.sampled_from([0.0, 0.0, 60.0, 600.0])),
+        surplus_stop_delay_s=draw(st.sampled_from([0.0, 0.0, 300.0])),
+        surplus_step_ma=draw(st.sampled_from([1, 1, 100, 1000])),
+        max_phase_switches=draw(st.sampled_from([0, 0, 4, 1])),
     )
 
     evses: list[EvseInput] = []
@@ -144,14 +149,18 @@ def worlds(draw: st.DrawFn, max_evses: int = 30, max_groups: int = 8) -> World:
         enabled = draw(st.integers(0, 19)) > 0
         silent_s = draw(st.sampled_from([None] * 18 + [60.0, 500.0]))
         state = draw(st.sampled_from(["new", "running", "paused"]))
+        since = st.none() | st.integers(0, 1000).map(lambda ago: NOW - ago)
         if state == "running":
             last = draw(st.integers(6000, 16_000) | st.integers(6000, 32_000))
-            t = EvseTimers(None, NOW - draw(st.integers(0, 1000)), last)
+            t = EvseTimers(None, NOW - draw(st.integers(0, 1000)), last,
+                           surplus_low_since_s=draw(since),
+                           surplus_confirmed=draw(st.booleans()),
+                           phase_switches=draw(st.integers(0, 5)))
         elif state == "paused":
             t = EvseTimers(NOW - draw(st.integers(0, 1000)), None, 0,
-                           pause_held=draw(st.booleans()))
+                           pause_held=draw(st.booleans()), surplus_cover_since_s=draw(since))
         else:
-            t = EvseTimers()
+            t = EvseTimers(surplus_cover_since_s=draw(since))
         timers[dev] = t
         measured: Phases | None = None
         if metered:
@@ -175,6 +184,9 @@ def worlds(draw: st.DrawFn, max_evses: int = 30, max_groups: int = 8) -> World:
             com_error_since_s=None if silent_s is None else NOW - silent_s,
             last_power_w=last_power_w, arrival_order=draw(st.integers(0, 50)),
             session_energy_wh=draw(st.integers(0, 5000)), phase_switching=switchable,
+            surplus_stop_delay_s=draw(st.sampled_from([0.0, 0.0, 120.0, 600.0])),
+            phases_known=draw(st.integers(0, 3)) > 0,
+            forced_phases=draw(st.sampled_from([0, 0, 0, 0, 1, 3])),
         )
         evses.append(evse)
         now_draw[dev] = (group, drawn)

@@ -80,3 +80,41 @@ async def test_share_is_whole_percent_rounded_down_and_a_dead_slave_is_a_com_err
         dead = await add(master, dev_type="evse_cm", address="http://127.0.0.1:9")
         assert await registry.read(registry.get(dead), registry.clock()) is None
         assert registry.get(dead).status.com_err
+
+
+async def test_the_slaves_cars_minimum_is_the_masters_minimum_for_it(tmp_path):
+    """Master 17 A with its own wallbox and the slave; the slave's only car needs 10 A. An even
+    split (8.5 A + 8.5 A) would give the slave less than its car can start with; seen with the
+    car's 10 A minimum (10.24 A: whole percent of the slave's 32 A), the master admits it."""
+    async with clocked_app(tmp_path / "slave") as slave, \
+            clocked_app(tmp_path / "master") as master:
+        await set_params(slave, max_total_current=SLAVE_FUSE_MA, reserve_current=0)
+        slave_box = await add(slave, dev_type="evse_ajax", name="van", min_charging_cur=10000,
+                              max_charging_cur=16000)
+        idle_box = await add(slave, dev_type="evse_ajax", name="empty bay",
+                             min_charging_cur=6000, max_charging_cur=16000)
+        await set_params(master, max_total_current=17000, reserve_current=0)
+        master_box = await add(master, dev_type="evse_ajax", name="master box",
+                               min_charging_cur=6000, max_charging_cur=16000)
+        cm = await add(master, dev_type="evse_cm", name="Garage manager",
+                       address=slave.client.base_url, password=ADMIN_PASSWORD,
+                       max_charging_cur=SLAVE_FUSE_MA)
+        told_slave, told_master = {slave_box: 0}, {master_box: 0}
+        for _ in range(12):
+            await push_evse(slave, idle_box, 1)  # no car: its minimum does not count
+            await master.app.cycle.run_once()
+            await slave.app.cycle.run_once()
+            await step_boxes(slave, [slave_box], told_slave)
+            await step_boxes(master, [master_box], told_master)
+            assert told_slave[slave_box] + told_master[master_box] <= 17000
+            master.clock.advance(3)
+            slave.clock.advance(3)
+        assert told_slave[slave_box] >= 10000, told_slave
+        assert told_master[master_box] >= 6000, told_master
+        status, explained = await master.client.get("explain", dev_id=cm)
+        assert status == 200 and explained["demand"]["min_current_ma"] == 10240
+        # the slave's cars leave: no minimum of its own, the configured one counts again
+        await push_evse(slave, slave_box, 1)
+        await master.app.cycle.run_once()
+        status, explained = await master.client.get("explain", dev_id=cm)
+        assert explained["demand"]["min_current_ma"] == 6000

@@ -183,7 +183,7 @@ async def test_upgrade_moves_soft_meters_out_of_the_configuration(tmp_path, monk
     ])
     store, registry = open_registry(data)
     try:
-        assert store.schema_names()[-1] == "0006_device_counters"
+        assert "0006_device_counters" in store.schema_names()
         assert soft_meters(store) == {"E1": 4711.0, "E2": 0.0, "E3": 12.0}
         stored = config_rows(store)
         assert stored["E4"] == "{not json"

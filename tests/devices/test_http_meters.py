@@ -16,9 +16,12 @@ from tests.support.server import running_app
 SHELLY_STATUS: dict[str, Any] = {
     "total_power": 3390.5,
     "emeters": [
-        {"power": 2300.0, "voltage": 230.4, "current": 10.0, "total": 1000.0},
-        {"power": 1150.0, "voltage": 229.6, "current": 5.0, "total": 200.0},
-        {"power": -59.5, "voltage": 231.0, "current": 0.26, "total": 3.0},
+        {"power": 2300.0, "voltage": 230.4, "current": 10.0, "total": 1000.0,
+         "total_returned": 0.0},
+        {"power": 1150.0, "voltage": 229.6, "current": 5.0, "total": 200.0,
+         "total_returned": 12.5},
+        {"power": -59.5, "voltage": 231.0, "current": 0.26, "total": 3.0,
+         "total_returned": 4321.0},
     ],
 }
 
@@ -93,13 +96,31 @@ async def test_shelly_3em_values_land_in_the_meter_fields(cb, site):
     assert reading is not None, cb.app.devices.get(dev_id).status.last_error
     info = await dev_info(cb, dev_id)
     assert {k: info[k] for k in ("power_w", "current_l1", "current_l2", "current_l3",
-                                 "voltage_l1", "voltage_l2", "voltage_l3")} == {
+                                 "voltage_l1", "voltage_l2", "voltage_l3", "import",
+                                 "export")} == {
         "power_w": 3390, "current_l1": 10000, "current_l2": 5000, "current_l3": -260,
-        "voltage_l1": 230, "voltage_l2": 230, "voltage_l3": 231}
-    assert fake.requests == 1  # ten variables, one URL: one request
+        "voltage_l1": 230, "voltage_l2": 230, "voltage_l3": 231,
+        "import": 1203, "export": 4334}  # the per-phase counters summed (expr variables)
+    assert fake.requests == 1  # sixteen variables, one URL: one request
     fake.status = {**fake.status, "total_power": -4000}
     reading = await read(cb, dev_id)
     assert reading is not None and reading.power_w == -4000
+
+
+async def test_an_http_expr_that_cannot_be_computed_leaves_only_itself_out(cb, site):
+    fake, url = site
+    dev_id = await add_meter(cb, dev_type="meter_shelly_3em", address=url)
+    fake.status = {**fake.status, "emeters": [
+        {**e, "total": "n/a"} if i == 1 else e for i, e in enumerate(fake.status["emeters"])]}
+    assert await read(cb, dev_id) is None  # a value that is not a number: the read fails
+    fake.status = {**fake.status, "emeters": [
+        {**e, "total": float("1e308")} for e in SHELLY_STATUS["emeters"]]}
+    reading = await read(cb, dev_id)
+    assert reading is not None and reading.power_w == 3390 and reading.export_wh == 4334
+    assert reading.import_wh == 0  # 3 × 1e308 is out of range: import_wh is missing
+    info = await dev_info(cb, dev_id)
+    assert info["com_err"] is False and info["last_error"].startswith(
+        "import_wh: cannot compute 'import_l1 + import_l2 + import_l3'")
 
 
 async def test_user_http_definition_with_selectors_and_regex(cb, site):

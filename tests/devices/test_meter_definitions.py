@@ -68,12 +68,41 @@ def test_every_shipped_definition_loads():
     ('{"rtype": 1, "power_w": {"address": "/x"}}', "needs a query or a regex"),
     ('{"rtype": 1, "power_w": {"address": "/x", "query": "a..b"}}', "query has an empty name"),
     ('{"rtype": 1, "power_w": {"address": "/x", "regex": "(a"}}', "variable power_w: regex"),
-    ('{"power_w": {"expr": "M1.power_w * 2"}}', "expr (formula variables) is not supported"),
+    ('{"power_w": {"expr": "M1.power_w * 2"}}',
+     "variable power_w: expr uses m1.power_w, which is no variable of this definition"),
+    ('{"a": {"address": 1}, "power_w": {"expr": "a * (2 +"}}',
+     "variable power_w: expr 'a * (2 +': formula: unexpected end of formula at 8"),
+    ('{"a": {"address": 1}, "power_w": {"expr": "a ** 2"}}', "formula: unexpected '*' at 3"),
+    ('{"power_w": {"expr": ""}}', "variable power_w: expr must be a formula"),
+    ('{"power_w": {"expr": 5}}', "variable power_w: expr must be a formula"),
+    ('{"a": {"address": 1}, "power_w": {"expr": "a", "type": "int16"}}',
+     "variable power_w: type does not apply to an expr variable"),
+    ('{"a": {"address": 1}, "power_w": {"expr": "a", "resolution": 0}}',
+     "variable power_w: resolution must be a number other than 0"),
+    ('{"x": {"expr": "y + 1"}, "y": {"expr": "z * 2"}, "z": {"expr": "x"}}',
+     "expr variables use each other in a circle: x → y → z → x"),
+    ('{"x": {"expr": "x + 1"}}', "in a circle: x → x"),
+    ('{"sn": {"address": 1, "type": "string", "length": 4}, "x": {"expr": "sn * 2"}}',
+     "variable x: expr uses sn, a string"),
 ])
 def test_invalid_definitions_are_refused_with_a_clear_message(text, message):
     with pytest.raises(DefinitionError) as err:
         load_definition(text, "meter_test")
     assert str(err.value).startswith("meter_test: ") and message in str(err.value)
+
+
+def test_expr_variables_are_computed_in_the_order_they_need():
+    definition = load_definition("""{
+      "power_w":    {"expr": "power_w_l1 + power_w_l2 + power_w_l3"},
+      "power_w_l1": {"expr": "Current_L1 * voltage_l1 / 1000"},
+      "power_w_l2": {"expr": "current_l2 * voltage_l2 / 1000"},
+      "power_w_l3": {"expr": "(current_l3 & 0xFFFF) * voltage_l3 / 1000", "resolution": -1},
+      "current_l1": {"address": 0}, "current_l2": {"address": 2}, "current_l3": {"address": 4},
+      "voltage_l1": {"address": 6}, "voltage_l2": {"address": 8}, "voltage_l3": {"address": 10}
+    }""", "meter_test")
+    order = [v.name for v in definition.computed]
+    assert order.index("power_w") > max(order.index(f"power_w_l{i}") for i in (1, 2, 3))
+    assert len(order) == 4 and definition.variable("power_w_l3").resolution == -1.0
 
 
 def test_a_bad_user_file_is_left_out_and_the_good_ones_and_the_shipped_ones_stay(tmp_path):

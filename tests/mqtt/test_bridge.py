@@ -12,11 +12,15 @@ from tests.support.mosquitto import Listener
 
 
 async def add(cb, **config) -> str:
+    """A device that publishes `get/<dev_id>` (unless told `mqtt_publish=False`)."""
+    config.setdefault("mqtt_publish", True)
     assert await cb.client.post("set_device", {"devices": [config]}) == (200, "ok")
     return cb.app.devices.all()[-1].dev_id
 
 
 async def test_state_topics_are_retained_and_hide_the_password(cb, broker):
+    assert await cb.client.post("set_device", {"devices": [{"dev_id": "E1",
+                                                            "mqtt_publish": True}]}) == (200, "ok")
     assert await cb.client.post("set_params", {"mqtt_url": f"mqtt://u:geheim@127.0.0.1:"
                                                f"{broker.port}"}) == (200, "ok")
     await wait_connected(cb.app, 2)
@@ -73,7 +77,8 @@ async def test_malformed_payloads_are_ignored_with_one_log_line(cb, listener, ca
         await listener.publish(f"cfos_mqtt/set/{http_only}", orjson.dumps({"power_w": 5}))
         await listener.publish("cfos_mqtt/set/M99", orjson.dumps({"power_w": 5}))
         await asyncio.sleep(1.0)
-    lines = [r for r in caplog.records if r.name.startswith("chargebrain.mqtt")]
+    lines = [r for r in caplog.records if r.name.startswith("chargebrain.mqtt")
+             and r.levelno >= logging.WARNING]
     assert len(lines) == len(bad) + 2, [r.getMessage() for r in lines]
     assert all("ignored" in r.getMessage() for r in lines)
     _, info = await cb.client.get("get_dev_info")
@@ -93,9 +98,29 @@ async def test_broker_restart_reconnects_and_republishes(cb, broker):
     async with Listener(broker.port) as after:
         assert (await after.wait_for(f"cfos_mqtt/get/{m3}"))["dev_id"] == m3
         assert await after.wait_for("cfos_mqtt/get/dev_info")
+        node = f"chargebrain_{cb.app.devices.serialno}"
+        assert await after.wait_for(f"homeassistant/sensor/{node}/{m3.lower()}_power/config")
         await after.publish(f"cfos_mqtt/set/{m3}", orjson.dumps({"power_w": 4321}))
         await after.wait_for(f"cfos_mqtt/get/{m3}", lambda d: d["power_w"] == 4321)
         assert after.payloads("cfos_mqtt/status")[-1] == b"online"
+
+
+async def test_api_and_ctl_work_again_after_a_broker_restart(cb, broker):
+    assert await cb.client.post("set_params", {"mqtt_api": True, "mqtt_ctl": True,
+                                               "lb_enabled": False}) == (200, "ok")
+    await wait_connected(cb.app, 2)
+    broker.stop()
+    await asyncio.sleep(0.5)
+    broker.start()
+    await wait_connected(cb.app, 3, timeout_s=20)
+    async with Listener(broker.port) as after:
+        await after.publish("cfos_mqtt/api/cmd=get_params", b"")
+        assert (await after.wait_for("cfos_mqtt/api_res"))["mqtt_ctl"] is True
+        await after.publish("cfos_mqtt/ctl", orjson.dumps({"E1": {"cur": 7000}}))
+        deadline = asyncio.get_running_loop().time() + 10
+        while cb.app.devices.get("E1").status.last_set_charging_cur_ma != 7000:
+            assert asyncio.get_running_loop().time() < deadline
+            await asyncio.sleep(0.05)
 
 
 async def test_the_cycle_runs_on_while_the_broker_is_down(cb, broker):
@@ -170,7 +195,7 @@ async def test_api_runs_commands_and_applies_a_duplicate_once(cb, listener):
     second = await listener.wait_for("cfos_mqtt/api_res", after=index)
     assert first == second == "ok"  # run twice, the second would say the user is unknown
     _, users = await cb.client.get("get_users")
-    assert all(u.get("id") != "u1" for u in (users if isinstance(users, list) else []))
+    assert isinstance(users, list) and all(u.get("id") != "u1" for u in users)
 
 
 async def test_api_refuses_long_answers(cb, listener):
@@ -201,3 +226,85 @@ async def test_log_lines_and_finished_transactions(cb, listener):
     assert record["dev_id"] == e2
     _, log = await cb.client.get("get_transactions")
     assert any(r.get("id") == record.get("id") for r in log)
+
+
+async def test_only_devices_with_mqtt_publish_are_published(cb, broker, listener):
+    quiet = await add(cb, dev_type="meter_ajax", address="mqtt", com_timeout_ms=60000,
+                      mqtt_publish=False)
+    loud = await add(cb, dev_type="meter_ajax", address="mqtt", com_timeout_ms=60000)
+    for dev_id in (quiet, loud):
+        await listener.publish(f"cfos_mqtt/set/{dev_id}", orjson.dumps({"power_w": 50}))
+    await listener.wait_for(f"cfos_mqtt/get/{loud}", lambda d: d["power_w"] == 50)
+    await asyncio.sleep(0.8)
+    assert listener.payloads(f"cfos_mqtt/get/{quiet}") == []
+    assert not any(t.startswith("homeassistant/") and f"/{quiet.lower()}_" in t
+                   for t, _, _ in listener.messages)
+    # in the full get_dev_info it is still there
+    info = orjson.loads(listener.payloads("cfos_mqtt/get/dev_info")[-1])
+    assert quiet in {d["dev_id"] for d in info["devices"]}
+    # once per change: an unchanged device is not sent again every cycle
+    for _ in range(2):  # whatever the push changed is out (the writer follows each cycle)
+        await cb.app.cycle.wait_next()
+    await asyncio.sleep(cb.app.cycle.period_s)
+    count = len(listener.payloads(f"cfos_mqtt/get/{loud}"))
+    for _ in range(4):
+        await cb.app.cycle.wait_next()
+    await asyncio.sleep(cb.app.cycle.period_s)
+    sent = listener.payloads(f"cfos_mqtt/get/{loud}")
+    assert len(sent) == count, [orjson.loads(p) for p in sent[count - 1:]]
+    # opting in publishes it (and its discovery configs); opting out clears the topic
+    assert await cb.client.post("set_device", {"devices": [
+        {"dev_id": quiet, "mqtt_publish": True}]}) == (200, "ok")
+    await listener.wait_for(f"cfos_mqtt/get/{quiet}", lambda d: d is not None)
+    node = f"chargebrain_{cb.app.devices.serialno}"
+    await listener.wait_for(f"homeassistant/sensor/{node}/{quiet.lower()}_power/config")
+    seen = len(listener.messages)
+    assert await cb.client.post("set_device", {"devices": [
+        {"dev_id": quiet, "mqtt_publish": False}]}) == (200, "ok")
+    assert await listener.wait_for(f"cfos_mqtt/get/{quiet}", after=seen) is None
+    assert await listener.wait_for(f"homeassistant/sensor/{node}/{quiet.lower()}_power/config",
+                                   after=seen) is None
+
+
+async def test_home_assistant_birth_message_announces_the_configs_again(cb, listener):
+    e2 = await add(cb, dev_type="evse_ajax", address="mqtt", com_timeout_ms=60000)
+    node = f"chargebrain_{cb.app.devices.serialno}"
+    config = f"homeassistant/switch/{node}/{e2.lower()}_charging_enabled/config"
+    await listener.wait_for(config)
+    seen = len(listener.messages)
+    await listener.publish("homeassistant/status", b"offline")
+    await asyncio.sleep(0.8)
+    assert config not in {t for t, _, _ in listener.messages[seen:]}
+    await listener.publish("homeassistant/status", b"online")
+    assert (await listener.wait_for(config, after=seen))["command_topic"].endswith(
+        f"/ha/{e2}/charging")
+
+
+async def test_malformed_api_calls_and_commands_change_nothing(cb, listener, caplog):
+    assert await cb.client.post("set_params", {"mqtt_api": True}) == (200, "ok")
+    await wait_connected(cb.app, 2)
+    e2 = await add(cb, dev_type="evse_ajax", address="mqtt", com_timeout_ms=60000)
+    title = cb.app.params["title"]
+    answers = []
+    for query, body in [("cmd=set_params&msg_id=b1", b"{not json"),
+                        ("cmd=set_params&msg_id=b2", b'{"reserve_current": "viel"}'),
+                        ("cmd=no_such_command&msg_id=b3", b""),
+                        ("%%%", b""), ("cmd=del_user&msg_id=b4", b"")]:
+        seen = len(listener.messages)
+        await listener.publish(f"cfos_mqtt/api/{query}", body)
+        answers.append(await listener.wait_for("cfos_mqtt/api_res", after=seen))
+    assert all(isinstance(a, str) and a != "ok" for a in answers), answers
+    assert cb.app.params["title"] == title and cb.app.params["reserve_current"] == 0
+    with caplog.at_level(logging.WARNING, logger="chargebrain.mqtt"):
+        bad = [(f"cfos_mqtt/ha/{e2}/mamps", b"viel"), (f"cfos_mqtt/ha/{e2}/mamps", b"500"),
+               (f"cfos_mqtt/ha/{e2}/charging", b"MAYBE"), ("cfos_mqtt/ha/E99/charging", b"ON"),
+               (f"cfos_mqtt/ha/{e2}/boost", b"ON")]
+        for topic, payload in bad:
+            await listener.publish(topic, payload)
+        await asyncio.sleep(0.8)
+    lines = [r.getMessage() for r in caplog.records if r.name.startswith("chargebrain.mqtt")
+             and r.levelno >= logging.WARNING]
+    assert len(lines) == len(bad), lines
+    status = cb.app.devices.get(e2).status
+    assert (status.overrides, status.ov_cur_ma) == (0, 0)
+    assert cb.app.mqtt.connected.is_set()

@@ -31,6 +31,8 @@ def matches(topic_filter: str, topic: str) -> bool:
 
 
 async def add(cb, **config) -> str:
+    """A device that publishes `get/<dev_id>` (unless told `mqtt_publish=False`)."""
+    config.setdefault("mqtt_publish", True)
     assert await cb.client.post("set_device", {"devices": [config]}) == (200, "ok")
     return cb.app.devices.all()[-1].dev_id
 

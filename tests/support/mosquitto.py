@@ -63,8 +63,9 @@ class Mosquitto:
 class Listener:
     """An MQTT client that records every message on `#` (topic → payloads, in order)."""
 
-    def __init__(self, port: int) -> None:
-        self.client = aiomqtt.Client("127.0.0.1", port)
+    def __init__(self, port: int, **client_kw: Any) -> None:
+        """`client_kw` go to aiomqtt.Client (e.g. `protocol`, `tls_context`)."""
+        self.client = aiomqtt.Client("127.0.0.1", port, **client_kw)
         self.messages: list[tuple[str, bytes, bool]] = []
         self._task: asyncio.Task[None] | None = None
         self._new = asyncio.Event()

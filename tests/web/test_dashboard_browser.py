@@ -4,12 +4,11 @@ reload, names are text, and polling takes over when the event stream is blocked.
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
 
 import pytest
-from playwright.async_api import Browser, Page, async_playwright, expect
+from playwright.async_api import Browser, Page, expect
 from playwright.async_api import Error as PlaywrightError
 
 from tests.support.server import ADMIN_PASSWORD, running_app
@@ -17,16 +16,6 @@ from tests.support.server import ADMIN_PASSWORD, running_app
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 TIMEOUT_MS = 10000
 WATTS = re.compile(r"^-?\d+(\.\d)? k?W$")
-
-
-@pytest.fixture
-async def browser():
-    if not os.path.exists(CHROMIUM):
-        pytest.fail(f"no Chromium at {CHROMIUM}: `apt-get install -y chromium` (.ci/run does)")
-    async with async_playwright() as playwright:
-        browser = await playwright.chromium.launch(executable_path=CHROMIUM)
-        yield browser
-        await browser.close()
 
 
 async def open_dashboard(browser: Browser, base_url: str) -> tuple[Page, list[str]]:

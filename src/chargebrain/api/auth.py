@@ -21,9 +21,10 @@ import hmac
 import secrets
 import time
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
 
 from chargebrain.api.commands import Access
 from chargebrain.api.errors import ApiError
@@ -39,6 +40,50 @@ LOCALHOST = {"127.0.0.1", "::1", "::ffff:127.0.0.1"}
 MIN_PASSWORD_LEN = 8
 MAX_PASSWORD_LEN = 128
 AUTH_REALM = 'Basic realm="chargebrain"'
+
+
+# Commands that change nothing: a browser may send them from any page (the same-origin policy
+# keeps the answer from that page). Every other command changes state and is refused when the
+# request is cross-site (see `cross_site_refusal`).
+READ_ONLY_COMMANDS = frozenset({
+    "get_dev_info", "get_params", "get_dev_types", "get_devices", "explain", "get_cm_vars",
+    "get_users", "get_user", "get_new_user_id", "get_transactions", "modbus_get",
+    "get_usage"})  # get_usage: the usage graphs' data (arrives with the recorder)
+SAME_SITE_FETCH = frozenset({"same-origin", "none"})
+
+
+def cross_site_refusal(cmd: str, headers: Mapping[str, str], host: str) -> ApiError | None:
+    """The 403 for a state-changing command sent cross-site by a browser, else None.
+
+    A browser attaches cached Basic credentials to any request to this host, also to an
+    `<img>`, a form or a fetch on another site's page. Such requests carry `Sec-Fetch-Site`
+    (anything but `same-origin`/`none` is another page's) or an `Origin` that is not `host`
+    (`scheme://host:port`; `null` from sandboxed or privacy-sensitive contexts counts as
+    foreign). Clients that send neither header (curl, integrations, scripts) are not browsers
+    acting for another site and are let through; so are the read-only commands."""
+    if cmd in READ_ONLY_COMMANDS:
+        return None
+    fetch_site = headers.get("Sec-Fetch-Site")
+    if fetch_site is not None and fetch_site.strip().lower() not in SAME_SITE_FETCH:
+        return ApiError(f"cross-site request refused ({cmd} changes state)", 403)
+    origin = headers.get("Origin")
+    if origin is not None and not _same_host(origin, host):
+        return ApiError(f"cross-site request refused ({cmd} changes state)", 403)
+    return None
+
+
+def _same_host(origin: str, host: str) -> bool:
+    """True when the `Origin` header names `host` (the request's `Host`, with port)."""
+    try:
+        parts = urlsplit(origin.strip())
+        netloc = parts.netloc.lower()
+    except ValueError:
+        return False
+    if parts.scheme not in ("http", "https") or not netloc:
+        return False
+    host = host.strip().lower()
+    default = {"http": ":80", "https": ":443"}[parts.scheme]
+    return netloc == host or netloc + default == host or netloc == host + default
 
 
 def hash_password(password: str, salt: bytes | None = None) -> dict[str, Any]:

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 from aiohttp import web
 
+from chargebrain.api.auth import cross_site_refusal
 from chargebrain.api.commands import Access, Command
 from chargebrain.api.errors import ApiError
 from chargebrain.api.handlers import all_commands
@@ -30,7 +31,8 @@ MAX_BODY_BYTES = 1 << 20
 # when it has run (accepted or refused: marking is cheap).
 STATE_READS = frozenset({"get_dev_info", "get_params", "get_dev_types", "get_devices",
                          "explain", "get_cm_vars", "get_users", "get_user", "get_new_user_id",
-                         "get_transactions", "modbus", "modbus_get", "modbus_set"})
+                         "get_transactions", "modbus", "modbus_get", "modbus_set",
+                         "get_usage"})
 Page = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
@@ -84,7 +86,10 @@ class CnfDispatcher:
     async def _handle(self, request: web.Request) -> web.Response:
         pairs = parse_query_pairs(request.query_string)
         query = _first_values(pairs)
-        self._command(query)  # an unknown command is refused before its body is read
+        cmd, _ = self._command(query)  # an unknown command is refused before its body is read
+        refusal = cross_site_refusal(cmd, request.headers, request.host)
+        if refusal is not None:  # before credentials are looked at: nothing runs
+            raise refusal
         body = b""
         if request.can_read_body:
             if request.content_length is not None and request.content_length > MAX_BODY_BYTES:

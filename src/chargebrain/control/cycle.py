@@ -48,6 +48,7 @@ from typing import Any
 
 from chargebrain.control import overload
 from chargebrain.control.explain import CycleRecord, explain, not_planned
+from chargebrain.control.formula_env import CycleFormulas, FormulaNames
 from chargebrain.control.hooks import EvseGate, FreeCharging, UsersHook, safe_gate
 from chargebrain.control.inputs import (
     InputContext,
@@ -64,6 +65,7 @@ from chargebrain.control.rules_stage import RulesStage, SiteView
 from chargebrain.control.virtual import KINDS as VIRTUAL_KINDS
 from chargebrain.control.virtual import SiteFlows, VirtualMeters
 from chargebrain.core.budget import meter_currents_ma
+from chargebrain.core.formula import FormulaError
 from chargebrain.core.model import SITE_GROUP, Setpoint
 from chargebrain.core.plan import plan
 from chargebrain.core.release import released_ma
@@ -85,6 +87,7 @@ from chargebrain.devices.base import (
     evse_capabilities,
 )
 from chargebrain.devices.drivers.ajax import AjaxEvse
+from chargebrain.devices.drivers.expression import ExpressionMeters
 from chargebrain.devices.registry import Device, DeviceRegistry
 from chargebrain.devices.types import Kind
 from chargebrain.params import Params
@@ -175,6 +178,9 @@ class ControlCycle:
         self.sessions = SessionTracker()
         self.rules = RulesStage()  # charging rules: compiled programs and per-EVSE memory
         self.virtual = VirtualMeters()
+        # formulas' names and evaluations (control/formula_env.py); the app adds CM variables
+        self.formulas = FormulaNames(registry, params, clock=lambda: self.clock())
+        self.expressions = ExpressionMeters()
         self.stats = CycleStats()
         self.started = 0  # cycles begun
         self.count = 0  # cycles completed
@@ -552,8 +558,10 @@ class ControlCycle:
 
     def _inputs(self, now: float, *, fast: bool = False) -> tuple[SiteInput, InputContext]:
         registry = self.registry
-        ctx = InputContext()
-        settings = site_settings(self.params, ctx.notes)
+        formulas = self.formulas.begin(now)
+        ctx = InputContext(formulas=formulas)
+        self._expression_meters(formulas, now)
+        settings = site_settings(self.params, ctx.notes, formulas)
         attached = attached_meters(registry)
         evses = registry.evses()
         present = {d.dev_id for d in evses}
@@ -566,7 +574,7 @@ class ControlCycle:
             for dev_id in [k for k in table if k not in present]:
                 del table[dev_id]
         for device in registry.groups():
-            ctx.groups.append(group_input(device, ctx.notes))
+            ctx.groups.append(group_input(device, ctx.notes, formulas))
         for device in registry.meters():
             meter = meter_input(device, self.period_s, attached.get(device.dev_id))
             if meter is not None:
@@ -595,12 +603,73 @@ class ControlCycle:
                 readings=tuple(history.readings) if history is not None else (),
                 commands=tuple(history.commands) if history is not None else ())
             # -- charging rules (EVSE's and user's/card's; the lower wins) ------------------
-            ctx.evses.append(self.rules.apply(
-                evse, device.config.charging_rules, evse_rules_on=gate.evse_rules,
+            # their formulas read the cycle's names (control/formula_env.py). A box the
+            # planner may switch to one phase is judged by the rules on its L1: whether the
+            # surplus covers three phases is the planner's call (docs/load-management.md
+            # §13), not a reason for a PV rule to block it.
+            # the override (override_device phases) beats the switch_phases variable
+            forced = gate.forced_phases or _switch_phases(formulas.env, device.dev_id)
+            if forced:
+                evse = replace(evse, forced_phases=forced)
+            judged = evse
+            if evse.phase_switching and evse.forced_phases != 3:
+                judged = replace(evse, phases_mask=0b001)
+            ruled = self.rules.apply(
+                judged, device.config.charging_rules, evse_rules_on=gate.evse_rules,
                 user_rules=gate.rules, user_rules_on=gate.user_rules,
-                rules_owner=gate.rules_owner, view=view, now_s=now, notes=ctx.notes))
-        site = SiteInput(settings, tuple(ctx.groups), tuple(ctx.meters), tuple(ctx.evses))
+                rules_owner=gate.rules_owner, view=view, now_s=now, notes=ctx.notes,
+                env=formulas.env)
+            if judged is not evse:
+                ruled = replace(ruled, phases_mask=evse.phases_mask)
+            ctx.evses.append(ruled)
+        self._rule_variables()
+        surplus_w = self._surplus_expr(formulas, ctx.notes)
+        formulas.finish()
+        site = SiteInput(settings, tuple(ctx.groups), tuple(ctx.meters), tuple(ctx.evses),
+                         surplus_w=surplus_w)
         return site, ctx
+
+    def _rule_variables(self) -> None:
+        """`CM.<name>` values the charging rules set this cycle become the variables' values
+        (memory only, see CmVars.set_from_rules): other formulas and get_cm_vars see them."""
+        cm_vars = self.formulas.cm_vars
+        if cm_vars is None:
+            return
+        for verdict in self.rules.last.values():
+            if verdict.variables:
+                cm_vars.set_from_rules(verdict.variables)
+
+    def _expression_meters(self, formulas: CycleFormulas, now: float) -> None:
+        """Compute the expression meters (in configuration order: one may read those before
+        it) from the readings of this cycle; a failing formula is a COM error of its meter."""
+        devices = [d for d in self.registry.meters()
+                   if isinstance(d.config, cfg.ExpressionMeterConfig) and d.enabled]
+        self.expressions.forget_missing({d.dev_id for d in devices})
+        for device in devices:
+            assert isinstance(device.config, cfg.ExpressionMeterConfig)
+            try:
+                reading = self.expressions.compute(device.dev_id, device.config, formulas.env,
+                                                   now, int(self.params["system_voltage"]))
+            except FormulaError as err:
+                message = f"expression meter: {err}"
+                if device.status.last_error != message or not device.status.com_err:
+                    log.warning("%s: %s", device.dev_id, message)
+                device.status.record_error(message, now)
+                continue
+            self.registry.publish(device, reading, now)
+            formulas.refresh(device)
+
+    def _surplus_expr(self, formulas: CycleFormulas, notes: list[str]) -> int | None:
+        """The `surplus_expr` param's value in W (None: off, the planner derives the surplus
+        from the meters; 0 W when the formula fails)."""
+        text = str(self.params["surplus_expr"] or "").strip()
+        if not text:
+            return None
+        value = formulas.number(text, "surplus_expr", notes)
+        if value is None:
+            notes.append("surplus_expr failed: 0 W surplus assumed")
+            return 0
+        return int(max(-10_000_000, min(10_000_000, value)))
 
     def _persist_overdraft(self, result: PlanResult) -> None:
         seen = result.diagnostics.overdraft_ma
@@ -706,6 +775,7 @@ class ControlCycle:
         site_status.max_total_current_ma = settings.max_total_current_ma
         grid_ma = _site_grid_ma(site, now, volt) if d.grid_power_w is not None else None
         flows = SiteFlows(d, grid_ma, draw)
+        self.formulas.flows = flows
         for device in registry.meters():
             if device.config.dev_type in VIRTUAL_KINDS:
                 reading = self.virtual.reading(device.dev_id, device.config.dev_type, flows,
@@ -783,3 +853,18 @@ def _site_grid_ma(site: SiteInput, now: float, volt: int) -> Phases:
             total = add(total, meter_currents_ma(meter, volt))
     return total
 
+
+def _switch_phases(env: Any, dev_id: str) -> int:
+    """1 or 3 when a CM variable forces a switchable box's phases, else 0 (automatic).
+
+    `<dev_id>_switch_phases` (e.g. `E2_switch_phases`) for one box, else `switch_phases` for
+    all: 1 = one phase, 3 = three phases, anything else (−1) = automatic. There are no
+    per-device variables, so the box's name goes into the CM variable's name."""
+    for name in (f"cm.{dev_id.lower()}_switch_phases", "cm.switch_phases"):
+        try:
+            value = env.lookup(name)
+        except Exception:  # a failing formula variable: automatic
+            value = None
+        if value is not None:
+            return int(value) if value in (1, 3) else 0
+    return 0

@@ -57,6 +57,7 @@ class EvseGate:
     needs_auth: bool = False
     overrides: int = 0  # bit0 C, bit1 E, bit2 U
     ov_cur: int = 0  # override current (mA), 0 = none
+    forced_phases: int = 0  # override 1 or 3 phases (a switchable box), 0 = automatic
     ta_en: int = 0  # Wh of the running transaction
     evse_rules: bool = True  # the EVSE's charging rules apply (override E switches them off)
     user_rules: bool = True  # the user's/card's rules apply (override U switches them off)
@@ -118,6 +119,7 @@ class UsersLink:
             needs_auth=bool(gate.needs_auth),
             overrides=int(gate.overrides),
             ov_cur=int(gate.ov_cur or 0),
+            forced_phases=int(gate.forced_phases or 0),
             ta_en=ta_en,
             evse_rules=gate.evse_rules,
             user_rules=gate.user_rules,

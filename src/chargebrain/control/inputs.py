@@ -3,16 +3,20 @@
 The functions here read the registry's devices (configuration, last good reading, COM status)
 and the params, and build plain input records; they do no I/O. What they decide:
 
-- **Formulas are not evaluated yet.** A `max_total_current` formula counts as 0 mA (EVSEs get
-  nothing: safe), an EVSE `max_charging_cur` formula blocks that EVSE ("not allowed"), a group's
-  formula limit counts as 0 mA. `notes` says so, and cmd=explain shows it.
+- **Formulas** (`max_total_current`, an EVSE's or a group's `max_charging_cur`) are evaluated
+  every cycle by `ctx.formulas` (control/formula_env.py; docs/formulas.md). A formula that fails
+  falls back to the safe side for its own value only: the site or group limit counts as 0 mA
+  (no current for the EVSEs below), the EVSE is not allowed to charge. `notes` says why
+  (cmd=explain shows it), the device's `last_error` too. Without `ctx.formulas` (tools that
+  build inputs by hand) every formula fails that way.
 - **Meter freshness.** A pushed (HTTP input) meter is fresh for its `com_timeout_ms`; a polled
   meter survives brief outages: it is fresh for 3 cycle periods, at least 12 s (the original's
   `com_err2`). A stale meter counts as the worst case (core.budget); a configured load meter
   that never delivered is stale, never zero.
 - **Phases** (EVSE frame): a card's `used_phases`, else the configured `used_phases`, else the
   phases learned since plug-in (every phase seen drawing > 500 mA, kept until unplug), else all
-  three. Assuming three phases until the car shows what it uses never under-books a phase.
+  three. Assuming three phases until the car shows what it uses never under-books a phase;
+  for PV surplus such an EVSE is predicted to use one phase (`phases_known` false).
 - **Maximum current**: the configured one, capped by what the car/cable/wallbox reports
   (`cable_max_ma`) and by an override (`mamps`).
 - Virtual meters are never inputs (they are computed from the plan); disabled meters are not
@@ -24,6 +28,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from chargebrain.control.formula_env import CycleFormulas
 from chargebrain.control.hooks import EvseGate, EvseObservation
 from chargebrain.core.site import (
     CommandSample,
@@ -103,10 +108,12 @@ class InputContext:
     evses: list[EvseInput] = field(default_factory=list)
     gates: dict[str, EvseGate] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    formulas: CycleFormulas | None = None  # this cycle's formula evaluations
 
 
 def int_or_zero(value: Any) -> tuple[int, bool]:
-    """A configured current: (value, False), or (0, True) for a formula we cannot evaluate."""
+    """A configured current without formula evaluation: (value, False), or (0, True) for a
+    formula."""
     if isinstance(value, bool):
         return 0, True
     if isinstance(value, int):
@@ -114,12 +121,26 @@ def int_or_zero(value: Any) -> tuple[int, bool]:
     return 0, True
 
 
-def site_settings(params: Any, notes: list[str]) -> SiteSettings:
+def configured_ma(value: Any, key: str, notes: list[str], formulas: CycleFormulas | None,
+                  device: Device | None = None) -> tuple[int, str | None]:
+    """A configured current in mA: the number, or the formula's value this cycle; on a
+    failure (0, why) — 0 mA is the safe side of every limit (module docstring)."""
+    if formulas is not None:
+        return formulas.current_ma(value, key, notes, device=device)
+    ma, formula = int_or_zero(value)
+    if not formula:
+        return ma, None
+    notes.append(f"{key} is a formula and no formula evaluation was given; 0 mA")
+    return 0, "formulas are not evaluated here"
+
+
+def site_settings(params: Any, notes: list[str], formulas: CycleFormulas | None = None
+                  ) -> SiteSettings:
     """The planner's settings from the params (see the module docstring on formulas)."""
-    max_total, formula = int_or_zero(params["max_total_current"])
-    if formula:
-        notes.append("max_total_current is a formula; formulas are not evaluated yet, "
-                     "so 0 mA is assumed (no current for EVSEs)")
+    max_total, _ = configured_ma(params["max_total_current"], "max_total_current", notes,
+                                 formulas)
+    if formulas is not None:
+        formulas.names.site_limit_ma = max_total
     return SiteSettings(
         max_total_current_ma=max_total,
         max_total_cur_prc=int(params["max_total_cur_prc"]),
@@ -134,15 +155,22 @@ def site_settings(params: Any, notes: list[str]) -> SiteSettings:
         lb_enabled=bool(params["lb_enabled"]),
         disable_policy=int(params["disable_policy"]),
         phase_switch_delay_s=float(params["phase_switch_delay"]),
+        surplus_start_delay_s=float(params["surplus_start_delay"]),
+        surplus_stop_delay_s=float(params["surplus_stop_delay"]),
+        surplus_step_ma=int(params["surplus_step"]),
+        surplus_use_battery=bool(params["surplus_use_battery"]),
+        max_phase_switches=int(params["max_phase_switches"]),
     )
 
 
-def group_input(device: Device, notes: list[str]) -> GroupInput:
-    """An `evse_group` as a node of the limit tree."""
+def group_input(device: Device, notes: list[str], formulas: CycleFormulas | None = None
+                ) -> GroupInput:
+    """An `evse_group` as a node of the limit tree (a failing formula limit: 0 mA)."""
     config = device.config
-    limit, formula = int_or_zero(getattr(config, "max_charging_cur", 0))
-    if formula:
-        notes.append(f"{device.dev_id}: group limit is a formula; 0 mA assumed")
+    limit, _ = configured_ma(getattr(config, "max_charging_cur", 0),
+                             f"{device.dev_id}.max_charging_cur", notes, formulas, device)
+    if formulas is not None and not isinstance(getattr(config, "max_charging_cur", 0), int):
+        formulas.names.max_currents_ma[device.dev_id] = limit
     return GroupInput(group_id=device.number, parent_id=device.parent_group,
                       max_current_ma=limit, name=config.name)
 
@@ -222,18 +250,21 @@ def evse_input(registry: DeviceRegistry, device: Device, gate: EvseGate,
     energy = float(measurement.energy_wh) if measurement is not None else None
     session = sessions.update(device.dev_id, reading, currents, energy, fresh, now_s)
 
-    max_ma, formula = int_or_zero(config.max_charging_cur)
-    max_reason = ""
+    max_ma, max_error = configured_ma(config.max_charging_cur,
+                                      f"{device.dev_id}.max_charging_cur", ctx.notes,
+                                      ctx.formulas, device)
+    max_reason = "" if isinstance(config.max_charging_cur, int) else "max current formula"
     allowed, not_allowed = gate.allowed, gate.reason if not gate.allowed else ""
-    if formula:
-        ctx.notes.append(f"{device.dev_id}: max_charging_cur is a formula; formulas are not "
-                         "evaluated yet, so it may not charge")
-        allowed, not_allowed = False, "max current formula cannot be evaluated yet"
+    if max_error is not None:
+        allowed, not_allowed = False, f"max current formula failed: {max_error}"
+    elif ctx.formulas is not None and max_reason:
+        ctx.formulas.names.max_currents_ma[device.dev_id] = max_ma
     if reading is not None and 0 < reading.cable_max_ma < max_ma:
         max_ma, max_reason = reading.cable_max_ma, "car/cable maximum"
     if gate.max_current_ma is not None and gate.max_current_ma < max_ma:
         max_ma, max_reason = gate.max_current_ma, "override"
 
+    known = True
     if gate.phases_mask:
         mask = gate.phases_mask
     elif config.used_phases:
@@ -241,7 +272,7 @@ def evse_input(registry: DeviceRegistry, device: Device, gate: EvseGate,
     elif session is not None and session.learned_mask:
         mask = session.learned_mask
     else:
-        mask = ALL_PHASES_MASK
+        mask, known = ALL_PHASES_MASK, False  # booked on all three; surplus predicts one
     com_since = status.com_err_since_s if status.com_err else None
     energy_now = energy if energy is not None else 0.0
     session_wh = 0
@@ -259,7 +290,9 @@ def evse_input(registry: DeviceRegistry, device: Device, gate: EvseGate,
         measured_ma=currents if measurement is not None else None,
         phases_mask=mask & ALL_PHASES_MASK,
         phase_rotation_deg=int(config.phase_rotation),
-        min_current_ma=int(config.min_charging_cur),
+        # a device may need more than configured (a cascaded manager's cars' minimum)
+        min_current_ma=max(int(config.min_charging_cur),
+                           reading.min_current_ma if reading is not None and fresh else 0),
         max_current_ma=max(0, max_ma),
         max_reason=max_reason,
         priority=gate.priority if gate.priority is not None else int(config.prio),
@@ -272,6 +305,7 @@ def evse_input(registry: DeviceRegistry, device: Device, gate: EvseGate,
                              and evse_capabilities(device.driver).phase_switching),
         readings=readings if fresh else (),
         commands=commands,
+        phases_known=known,
     )
 
 

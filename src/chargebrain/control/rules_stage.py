@@ -272,6 +272,13 @@ def _verdict(result: RuleResult, label: str, evse: EvseInput, ctx: RuleContext
     assert limit is not None
     reason = result.reason
     base = {"limit_ma": limit, "source": label, "variables": result.variables}
+    if result.surplus and result.applied and limit >= 0:
+        # A surplus EVSE: the planner starts it when the surplus covers its minimum (after
+        # surplus_start_delay), holds it through clouds (its stop delay) and stops it; the
+        # rule's value (the surplus current) caps it no lower than the minimum.
+        return RulesVerdict(max_ma=max(limit, ctx.min_current_ma), surplus=True,
+                            stop_delay_s=result.stop_delay_s, reason=f"{label}: {reason}",
+                            **base)
     if limit <= 0 or not result.applied:
         return RulesVerdict(allowed=False, surplus=result.surplus, reason=f"{label}: {reason}",
                             **base)

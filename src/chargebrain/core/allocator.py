@@ -35,6 +35,7 @@ from chargebrain.core.model import (
     SITE_GROUP,
     UNLIMITED_MA,
     Allocation,
+    AllocParams,
     EvseDemand,
     EvseTimers,
     GroupSpec,
@@ -124,6 +125,7 @@ class _Rows:
     depth: list[int]  # distance of the row's node from the site (the pool: -1)
     index: dict[tuple[int, int], int]  # (group_id, phase index 0-2) → row
     pool: int | None  # the surplus pool row, if any
+    pool_step_ma: int = 1  # surplus EVSEs the pool binds are rounded down to this step
     reasons: dict[int, Reason] = field(default_factory=dict)
     max_reasons: dict[tuple[int, str], Reason] = field(default_factory=dict)
 
@@ -210,6 +212,13 @@ class _Ev:
     current: int = 0
     reason: Reason | None = None
     pause_reason: str = ""
+    # PV surplus hysteresis (surplus EVSEs only; see _admit_surplus)
+    stop_delay_s: float = 0.0
+    cover_since_s: float | None = None
+    low_since_s: float | None = None
+    confirmed: bool = False
+    held: bool = False  # kept at its minimum through a surplus dip (not covered by the pool)
+    surplus_stop: bool = False  # stopped because the surplus stayed below its minimum
 
 
 def allocate(snap: Snapshot) -> Allocation:
@@ -225,6 +234,7 @@ def allocate(snap: Snapshot) -> Allocation:
     any_surplus = any(d.surplus and d.wants_charge for d in demands)
     pool_mva = max(0, round(params.surplus_w * 1000)) if any_surplus else None
     rows = _node_rows(tree, pool_mva)
+    rows.pool_step_ma = max(1, params.surplus_step_ma)
 
     setpoints: dict[str, Setpoint] = {}
     timers: dict[str, EvseTimers] = {}
@@ -241,7 +251,7 @@ def allocate(snap: Snapshot) -> Allocation:
         if not d.wants_charge or d.phases_mask & 0b111 == 0 or d.max_ma < min_ma:
             reason = d.not_charging_reason or _no_charge_reason(d, min_ma)
             setpoints[d.dev_id] = _setpoint(d, 0, False, reason)
-            timers[d.dev_id] = EvseTimers()
+            timers[d.dev_id] = _surplus_rule_stop(d, t, now, params)
             continue
         if (t.pause_held and t.paused_since_s is not None
                 and now - t.paused_since_s < params.min_pause_time_s):
@@ -252,7 +262,7 @@ def allocate(snap: Snapshot) -> Allocation:
                                           last_cut_s=t.last_cut_s)
             continue
         mask = d.phases_mask & 0b111
-        key = (d.group_id, mask, d.surplus)
+        key = (d.group_id, mask, d.surplus, d.surplus_phases)
         ev_rows = row_cache.get(key)
         if ev_rows is None:
             per_phase = phase_rows.get(d.group_id)
@@ -264,16 +274,18 @@ def allocate(snap: Snapshot) -> Allocation:
             ev_rows = ((per_phase[0] if mask & 1 else ()) + (per_phase[1] if mask & 2 else ())
                        + (per_phase[2] if mask & 4 else ()))
             if d.surplus and rows.pool is not None:
-                ev_rows += ((rows.pool, mask.bit_count() * volt),)
+                ev_rows += ((rows.pool, (d.surplus_phases or mask.bit_count()) * volt),)
             row_cache[key] = ev_rows
         running = t.last_current_ma > 0 and t.running_since_s is not None
         in_min_run = (running and t.running_since_s is not None
                       and now - t.running_since_s < params.min_run_time_s)
-        wanting.append(
-            _Ev(d, ev_rows, min_ma, d.max_ma, (0 if d.surplus else 1, -d.priority),
-                _order_key(d, t, running, in_min_run, now, params.fcfs), running, in_min_run,
-                t)
-        )
+        ev = _Ev(d, ev_rows, min_ma, d.max_ma, (0 if d.surplus else 1, -d.priority),
+                 _order_key(d, t, running, in_min_run, now, params.fcfs), running, in_min_run,
+                 t)
+        if d.surplus:
+            ev.stop_delay_s = (d.surplus_stop_delay_s if d.surplus_stop_delay_s > 0
+                               else params.surplus_stop_delay_s)
+        wanting.append(ev)
 
     # Imbalance cuts are found after a round and then imposed as caps (or pauses) on the next
     # round, so the room they free is shared out again under the same strict rules. Caps only
@@ -292,7 +304,8 @@ def allocate(snap: Snapshot) -> Allocation:
                 ev.cap_reason = cap[1] if cap else None
                 if ev.d.dev_id in banned:
                     ev.reason, ev.pause_reason = banned[ev.d.dev_id], "imbalance"
-        admitted_all = _run_tiers([ev for ev in wanting if ev.d.dev_id not in banned], rows)
+        admitted_all = _run_tiers([ev for ev in wanting if ev.d.dev_id not in banned], rows,
+                                  now, params)
         if params.max_imbalance_ma <= 0:
             break
         before = [ev.current for ev in admitted_all]
@@ -309,17 +322,45 @@ def allocate(snap: Snapshot) -> Allocation:
 
     for ev in wanting:
         d, t = ev.d, ev.timers
+        if ev.held and ev.current > 0:
+            left = max(ev.stop_delay_s - (now - (ev.low_since_s or now)), 0.0)
+            ev.reason = Reason("surplus_hold", "PV surplus below the minimum: held at "
+                               f"{ev.current} mA, stops in {left:.0f} s unless it returns")
         if ev.current > 0:
             since = t.running_since_s if ev.was_running else now
-            timers[d.dev_id] = EvseTimers(None, since, ev.current, last_cut_s=t.last_cut_s)
+            timers[d.dev_id] = EvseTimers(None, since, ev.current, last_cut_s=t.last_cut_s,
+                                          surplus_low_since_s=ev.low_since_s,
+                                          surplus_confirmed=ev.confirmed)
             assert ev.reason is not None
             mask = d.evse_phases_mask if d.evse_phases_mask is not None else d.phases_mask
             setpoints[d.dev_id] = Setpoint(d.dev_id, ev.current, mask, False, ev.reason)
         else:
-            timers[d.dev_id] = _paused_timers(ev, t, now, params.min_pause_time_s)
+            paused = _paused_timers(ev, t, now, params.min_pause_time_s)
+            if ev.cover_since_s is not None:
+                paused = paused._replace(surplus_cover_since_s=ev.cover_since_s)
+            timers[d.dev_id] = paused
             reason = ev.reason or Reason("site_limit", "no room")
             setpoints[d.dev_id] = _setpoint(d, 0, True, reason, ev.pause_reason or reason.code)
     return Allocation(setpoints, timers)
+
+
+def _surplus_rule_stop(d: EvseDemand, t: EvseTimers, now: float,
+                       params: AllocParams) -> EvseTimers:
+    """The timers of an EVSE that does not want current now.
+
+    Normally none (a new start is free). But a surplus EVSE that its PV rule stops (the
+    rule's undercut time ran out: "not_allowed", still plugged in) leaves a *held* pause, as a
+    surplus stop in the planner does, when surplus hysteresis is on: its next start waits for
+    `min_pause_time_s`, so a cloudy day does not toggle the contactor through the rule."""
+    reason = d.not_charging_reason
+    hysteresis = params.surplus_stop_delay_s > 0 or params.surplus_start_delay_s > 0
+    if not (d.surplus and hysteresis and reason is not None and reason.code == "not_allowed"):
+        return _NO_TIMERS
+    if t.last_current_ma > 0:
+        return EvseTimers(now, None, 0, pause_held=True, last_cut_s=now)
+    if t.pause_held and t.paused_since_s is not None:
+        return EvseTimers(t.paused_since_s, None, 0, pause_held=True, last_cut_s=t.last_cut_s)
+    return _NO_TIMERS
 
 
 def _paused_timers(ev: _Ev, t: EvseTimers, now: float, min_pause_s: float) -> EvseTimers:
@@ -337,7 +378,8 @@ def _paused_timers(ev: _Ev, t: EvseTimers, now: float, min_pause_s: float) -> Ev
     if not ev.was_running:
         return EvseTimers(now, None, 0, last_cut_s=t.last_cut_s)
     repeated = t.last_cut_s is not None and now - t.last_cut_s < min_pause_s
-    held = ev.pause_reason == "rotation" or repeated
+    # a surplus stop after its stop delay is held too: a cloudy day must not toggle contactors
+    held = ev.pause_reason == "rotation" or repeated or ev.surplus_stop
     return EvseTimers(now, None, 0, pause_held=held, last_cut_s=now)
 
 
@@ -350,7 +392,8 @@ def _clamp_timers(t: EvseTimers, now: float) -> EvseTimers:
                       last_cut_s=None if cut is None else min(cut, now))
 
 
-def _run_tiers(evs: list[_Ev], rows: _Rows) -> list[_Ev]:
+def _run_tiers(evs: list[_Ev], rows: _Rows, now: float = 0.0,
+               params: AllocParams | None = None) -> list[_Ev]:
     """Admit and water-fill tier by tier (strict priority); return the admitted EVSEs."""
     tiers: dict[tuple[int, int], list[_Ev]] = {}
     for ev in evs:
@@ -359,7 +402,7 @@ def _run_tiers(evs: list[_Ev], rows: _Rows) -> list[_Ev]:
     for tier_key in sorted(tiers):
         tier = sorted(tiers[tier_key], key=lambda e: e.order_key)
         at_tier_start = list(rows.slack)
-        admitted = _admit(tier, rows, at_tier_start)
+        admitted = _admit(tier, rows, at_tier_start, now, params)
         _water_fill(admitted, rows)
         admitted_all.extend(admitted)
     return admitted_all
@@ -396,12 +439,18 @@ def _setpoint(d: EvseDemand, current: int, paused: bool, reason: Reason,
 # --------------------------------------------------------------------------- admission
 
 
-def _admit(tier: list[_Ev], rows: _Rows, at_tier_start: list[int]) -> list[_Ev]:
+def _admit(tier: list[_Ev], rows: _Rows, at_tier_start: list[int], now: float = 0.0,
+           params: AllocParams | None = None) -> list[_Ev]:
     """Admit the tier's EVSEs at their minimum where it fits; give the others a pause reason."""
     slack = rows.slack
     admitted = []
+    pool = rows.pool
     for ev in tier:
         m = ev.min_ma
+        if pool is not None and ev.d.surplus and params is not None:
+            if _admit_surplus(ev, rows, at_tier_start, now, params):
+                admitted.append(ev)
+            continue
         for r, c in ev.rows:
             if slack[r] < c * m:
                 ev.reason, ev.pause_reason = _blocked_reason(ev, rows, at_tier_start)
@@ -412,6 +461,78 @@ def _admit(tier: list[_Ev], rows: _Rows, at_tier_start: list[int]) -> list[_Ev]:
             ev.current = m
             admitted.append(ev)
     return admitted
+
+
+def _admit_surplus(ev: _Ev, rows: _Rows, at_tier_start: list[int], now: float,
+                   params: AllocParams) -> bool:
+    """Admission of a surplus EVSE, with the start/stop hysteresis (True: admitted).
+
+    Hard limits (nodes, phases, the EVSE cap) are checked exactly as for any EVSE; the
+    hysteresis only ever concerns the surplus pool:
+
+    - not running: the pool must cover its minimum for `surplus_start_delay_s` in a row; while
+      it waits, its minimum is reserved in the pool (so the next surplus EVSE needs surplus of
+      its own) and it is paused with "surplus_start";
+    - running, pool covers the minimum: admitted (the run is *confirmed* when its phases are
+      known, not merely predicted);
+    - running, pool below the minimum: a confirmed run is held at its minimum (reason
+      "surplus_hold": it draws the difference from the grid) until the surplus has been low
+      for its stop delay and its `min_run_time_s` is over; then it stops, and that pause is
+      held for `min_pause_time_s`. A run that was never confirmed (the phase prediction was
+      wrong) and a stop delay of 0 stop at once.
+    """
+    slack = rows.slack
+    m = ev.min_ma
+    pool = rows.pool
+    t = ev.timers
+    ev.held = ev.surplus_stop = ev.confirmed = False
+    ev.cover_since_s = ev.low_since_s = None
+    hard = [(r, c) for r, c in ev.rows if r != pool]
+    pc = next(c for r, c in ev.rows if r == pool)
+    if any(slack[r] < c * m for r, c in hard):
+        ev.reason, ev.pause_reason = _blocked_reason(ev, rows, at_tier_start)
+        return False
+    assert pool is not None
+    covered = slack[pool] >= pc * m
+    known = ev.d.surplus_phases == 0
+    if ev.was_running:
+        if covered:
+            ev.low_since_s, ev.confirmed = None, t.surplus_confirmed or known
+        else:
+            low = t.surplus_low_since_s
+            low = now if low is None or low > now else low
+            run_for = now - (t.running_since_s if t.running_since_s is not None else now)
+            hold = (ev.stop_delay_s > 0 and t.surplus_confirmed
+                    and (now - low < ev.stop_delay_s or run_for < params.min_run_time_s))
+            if not hold:
+                ev.reason, ev.pause_reason = _blocked_reason(ev, rows, at_tier_start)
+                ev.surplus_stop = ev.stop_delay_s > 0
+                return False
+            ev.low_since_s, ev.confirmed, ev.held = low, True, True
+            ev.max_ma = m
+        for r, c in hard:
+            slack[r] -= c * m
+        slack[pool] -= min(slack[pool], pc * m)
+        ev.current = m
+        return True
+    if not covered:
+        ev.reason, ev.pause_reason = _blocked_reason(ev, rows, at_tier_start)
+        return False
+    since = t.surplus_cover_since_s
+    since = now if since is None or since > now else since
+    ev.cover_since_s = since
+    waited = now - since
+    if waited < params.surplus_start_delay_s:
+        slack[pool] -= pc * m  # reserved while it waits
+        left = params.surplus_start_delay_s - waited
+        ev.reason = Reason("surplus_start", f"PV surplus covers the minimum: starts in "
+                           f"{left:.0f} s if it stays")
+        ev.pause_reason = "surplus_start"
+        return False
+    for r, c in ev.rows:
+        slack[r] -= c * m
+    ev.current, ev.confirmed, ev.cover_since_s = m, known, None
+    return True
 
 
 def _blocked_reason(ev: _Ev, rows: _Rows, at_tier_start: list[int]) -> tuple[Reason, str]:
@@ -560,6 +681,8 @@ def _water_fill(admitted: list[_Ev], rows: _Rows) -> None:
         else:
             value = int(level[i])
             value = ev.min_ma if value < ev.min_ma else ev.max_ma if value > ev.max_ma else value
+            if row == rows.pool and rows.pool_step_ma > 1 and value > ev.min_ma:
+                value = max(ev.min_ma, value - value % rows.pool_step_ma)  # only lowers
         ev.current = value
         extra = value - ev.min_ma
         if extra:

@@ -61,6 +61,11 @@ class EvseTimers(NamedTuple):
     three_phase_car: bool = False  # the plugged car was seen as 3p (learned 1p = our switch)
     pause_held: bool = False  # the current pause lasts at least min_pause_time (see allocator)
     last_cut_s: float | None = None  # when a run of this EVSE was last cut to a pause
+    # PV surplus hysteresis (core.allocator, docs/load-management.md "PV surplus"):
+    surplus_cover_since_s: float | None = None  # not running: since when surplus covers min
+    surplus_low_since_s: float | None = None  # running: since when surplus is below its min
+    surplus_confirmed: bool = False  # this run was covered by surplus on known phases
+    phase_switches: int = 0  # automatic 1p/3p switches since plug-in (core.plan)
 
 
 class Reason(NamedTuple):
@@ -100,6 +105,7 @@ class EvseDemand(NamedTuple):
     max_text: str = ""  # what set max_ma (e.g. "rule 2", "override"), for the reason text
     evse_phases_mask: int | None = None  # the same phases in the EVSE's frame (None: unrotated)
     surplus_stop_delay_s: float = 0.0  # surplus EVSE: its rule's undercut time (0: the param)
+    surplus_phases: int = 0  # surplus EVSE: predicted phases for the pool (0: phases_mask's)
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,6 +119,10 @@ class AllocParams:
     fcfs: bool = False  # first come first served inside a priority tier
     surplus_w: float = 0.0  # power pool that surplus EVSEs may use (W, all phases together)
     system_voltage_v: int = 230
+    # PV surplus hysteresis (0 = off: a surplus EVSE follows the pool cycle by cycle)
+    surplus_start_delay_s: float = 0.0  # the pool must cover the minimum this long to start
+    surplus_stop_delay_s: float = 0.0  # below the minimum: hold it this long (EVSE's own wins)
+    surplus_step_ma: int = 1  # a surplus EVSE bound by the pool is rounded down to this step
 
 
 @dataclass(frozen=True, slots=True)

@@ -98,7 +98,7 @@ def plan(site: SiteInput, memory: PlanMemory, now_s: float) -> PlanResult:
     controlled = [v for v in p.views if v.controlled]
     if s.lb_enabled:
         alloc = _allocate_with_phases(p.snapshot, controlled, memory, now_s,
-                                      s.phase_switch_delay_s)
+                                      s.phase_switch_delay_s, s.max_phase_switches)
         left = _overdraft_left_ma(p, controlled, alloc.setpoints)
         if left > p.penalty_ma:
             # Load above the limit that this step's own cuts do not remove: cut the budget
@@ -106,7 +106,7 @@ def plan(site: SiteInput, memory: PlanMemory, now_s: float) -> PlanResult:
             p = _prepare(site, memory, now_s, new_penalty_ma=left)
             controlled = [v for v in p.views if v.controlled]
             alloc = _allocate_with_phases(p.snapshot, controlled, memory, now_s,
-                                          s.phase_switch_delay_s)
+                                          s.phase_switch_delay_s, s.max_phase_switches)
         setpoints = dict(alloc.setpoints)
         timers = dict(alloc.timers)
     else:
@@ -164,7 +164,7 @@ PHASE_SWITCH_MARGIN_MA = 1000  # 3p must fit at min + this per phase before swit
 
 
 def _allocate_with_phases(snap: Snapshot, controlled: list[_EvseView], memory: PlanMemory,
-                          now_s: float, delay_s: float) -> Allocation:
+                          now_s: float, delay_s: float, max_switches: int = 0) -> Allocation:
     """Allocate, deciding 1p/3p for every controlled EVSE that can switch phases now.
 
     A switchable EVSE runs on three phases unless its 3-phase minimum cannot be admitted but a
@@ -172,6 +172,14 @@ def _allocate_with_phases(snap: Snapshot, controlled: list[_EvseView], memory: P
     to one phase at once. It goes back to three phases only after its 3-phase minimum plus
     `PHASE_SWITCH_MARGIN_MA` per phase has fitted (a trial allocation admits it) continuously
     for `delay_s`. Its mode and that timer live in its `EvseTimers`; unplugging resets to 3p.
+
+    The same rules serve PV surplus, because the surplus pool is one of the limits a trial
+    admits against: a surplus EVSE goes down when its 3-phase minimum is not covered (after
+    its stop delay, when it was running: the allocator holds it at the minimum first) but the
+    1-phase one is (a trial that only waits for `surplus_start_delay` counts as covered), and
+    up when 3 × (min + margin) × V of surplus has lasted `delay_s` (hysteresis in W and time).
+    At most `max_switches` automatic switches per session (0 = no cap); `forced_phases` 1 or
+    3 (manual override, `switch_phases` variable) replaces the automatic choice.
     """
     switchable: dict[str, _EvseView] = {}
     remembered_car: dict[str, bool] = {}
@@ -188,11 +196,21 @@ def _allocate_with_phases(snap: Snapshot, controlled: list[_EvseView], memory: P
         return allocate(snap)
     one: dict[str, bool] = {}
     fits: dict[str, float | None] = {}
+    switches: dict[str, int] = {}
+    auto: set[str] = set()  # may switch automatically this step
     for dev_id, v in switchable.items():
         t = memory.evses.get(dev_id)
         keep = t is not None and t.one_phase and v.evse.connected
+        switches[dev_id] = t.phase_switches if t is not None and v.evse.connected else 0
+        forced = v.evse.forced_phases
+        if forced in (1, 3):
+            keep = forced == 1
+        elif max_switches <= 0 or switches[dev_id] < max_switches:
+            auto.add(dev_id)
         one[dev_id] = keep
         fits[dev_id] = t.three_phase_fits_since_s if keep and t is not None else None
+    was_one = {k: (t.one_phase and switchable[k].evse.connected) if (t := memory.evses.get(k))
+               else False for k in switchable}
     start = dict(one)
 
     def run(modes: dict[str, bool], margin: frozenset[str] = frozenset()) -> Allocation:
@@ -204,7 +222,8 @@ def _allocate_with_phases(snap: Snapshot, controlled: list[_EvseView], memory: P
                 car = 0b001 if modes[d.dev_id] else v.evse.phases_mask & 0b111
                 if car == 0b001 and not modes[d.dev_id]:
                     car = 0b111  # remembered 3p car (see above)
-                d = d._replace(phases_mask=_ROTATED[rot][car], evse_phases_mask=car)
+                d = d._replace(phases_mask=_ROTATED[rot][car], evse_phases_mask=car,
+                               surplus_phases=0 if modes[d.dev_id] else d.surplus_phases)
             if d.dev_id in margin:
                 low = d.min_ma + PHASE_SWITCH_MARGIN_MA
                 d = d._replace(min_ma=low, max_ma=max(d.max_ma, low))
@@ -214,19 +233,19 @@ def _allocate_with_phases(snap: Snapshot, controlled: list[_EvseView], memory: P
 
     alloc = run(one)
     # Down at once: a 3p EVSE whose minimum is not admitted tries one phase.
-    down = [k for k in switchable if not one[k] and alloc.setpoints[k].paused
-            and alloc.setpoints[k].pause_reason != "min_pause"]
+    down = [k for k in auto if not one[k] and alloc.setpoints[k].paused
+            and alloc.setpoints[k].pause_reason not in ("min_pause", "surplus_start")]
     if down:
         trial = run({**one, **dict.fromkeys(down, True)})
         for k in down:
-            if trial.setpoints[k].current_ma > 0:
+            if _admits(trial.setpoints[k]):
                 one[k], fits[k] = True, None
     # Up after the delay: a 1p EVSE whose 3p minimum (+ margin) fits in a trial.
-    up_candidates = [k for k in switchable if one[k] and start[k]]
+    up_candidates = [k for k in auto if one[k] and start[k]]
     if up_candidates:
         trial = run({**one, **dict.fromkeys(up_candidates, False)}, frozenset(up_candidates))
         for k in up_candidates:
-            if trial.setpoints[k].current_ma > 0:
+            if _admits(trial.setpoints[k]):
                 since = fits[k]
                 fits[k] = since = now_s if since is None or since > now_s else since
                 if now_s - since >= delay_s:
@@ -238,18 +257,32 @@ def _allocate_with_phases(snap: Snapshot, controlled: list[_EvseView], memory: P
     setpoints, timers = dict(alloc.setpoints), dict(alloc.timers)
     for k in switchable:
         sp = setpoints[k]
+        if one[k] != was_one[k] and switchable[k].evse.forced_phases not in (1, 3):
+            switches[k] += 1
         if one[k]:
             since = fits[k]
-            why = ("three phases fit, back in "
+            why = ("forced" if switchable[k].evse.forced_phases == 1
+                   else "switch cap reached" if k not in auto
+                   else "three phases fit, back in "
                    f"{max(0.0, delay_s - (now_s - since)):.0f} s" if since is not None
                    else "its three-phase minimum does not fit")
             sp = sp._replace(reason=sp.reason._replace(
                 text=f"{sp.reason.text} [one_phase: {why}]"))
         setpoints[k] = sp._replace(one_phase=one[k])
+        connected = switchable[k].evse.connected
         timers[k] = timers[k]._replace(one_phase=one[k], three_phase_fits_since_s=fits[k],
-                                       three_phase_car=switchable[k].evse.connected
-                                       and (one[k] or remembered_car[k]))
+                                       three_phase_car=connected
+                                       and (one[k] or remembered_car[k]),
+                                       phase_switches=switches[k] if connected else 0)
     return Allocation(setpoints, timers)
+
+
+def _admits(sp: Setpoint) -> bool:
+    """A trial admitted the EVSE (or only the surplus start delay keeps it waiting); being
+    held at the minimum through a surplus dip is not being admitted."""
+    if sp.current_ma > 0:
+        return sp.reason.code != "surplus_hold"
+    return sp.pause_reason == "surplus_start"
 
 
 def snapshot(site: SiteInput, memory: PlanMemory, now_s: float) -> Snapshot:
@@ -334,10 +367,15 @@ def _prepare(site: SiteInput, memory: PlanMemory, now_s: float,
     for vec in drawn.values():
         ev_total = add(ev_total, vec)
     evse_w = _power_w(ev_total, volt)
+    controlled_draw = ZERO
+    for v in views:
+        if v.controlled and v.draw_ma != ZERO:
+            controlled_draw = add(controlled_draw, v.draw_ma)
     surplus_w = site.surplus_w if site.surplus_w is not None else _surplus_w(
-        site, evse_w, grid_w, now_s)
+        site, _power_w(controlled_draw, volt), grid_w, now_s)
     params = AllocParams(s.min_pause_time_s, s.min_run_time_s, s.max_imbalance_ma,
-                         s.imbalance_add, s.fcfs, float(max(0, surplus_w)), volt)
+                         s.imbalance_add, s.fcfs, float(max(0, surplus_w)), volt,
+                         s.surplus_start_delay_s, s.surplus_stop_delay_s, s.surplus_step_ma)
     snap = Snapshot(now_s, specs, tuple(_demand(v) for v in views if v.controlled), params,
                     memory.evses)
     return _Prepared(snap, views, tree, budget_ma, evse_cap_ma, over_now_ma, penalty_ma, until_s,
@@ -456,10 +494,19 @@ def _demand(v: _EvseView) -> EvseDemand:
     elif not e.allowed:
         reason = Reason("not_allowed", e.not_allowed_reason or "charging not allowed now")
     min_ma = e.min_current_ma if e.min_current_ma > MIN_CURRENT_FLOOR_MA else MIN_CURRENT_FLOOR_MA
+    max_ma, max_reason, predicted = e.max_current_ma, e.max_reason, 0
+    if e.surplus and not e.phases_known and not e.phase_switching:
+        # Phases not known yet: the surplus is predicted for one phase (a start from 1.4 kW),
+        # and the car gets no more than its minimum until its phases show (the booking of the
+        # limits stays on all three phases). A box that can switch needs no prediction: the
+        # planner chooses its phases.
+        predicted = 1
+        if max_ma > min_ma:
+            max_ma, max_reason = min_ma, "phases not known yet"
     # positional: this runs for every EVSE every cycle
-    return EvseDemand(e.dev_id, v.group_id, e.priority, min_ma, e.max_current_ma, v.mask,
+    return EvseDemand(e.dev_id, v.group_id, e.priority, min_ma, max_ma, v.mask,
                       reason is None, reason, e.surplus, e.arrival_order, e.session_energy_wh,
-                      e.max_reason, e.phases_mask & 0b111, e.surplus_stop_delay_s)
+                      max_reason, e.phases_mask & 0b111, e.surplus_stop_delay_s, predicted)
 
 
 def _uncontrolled(v: _EvseView, memory: PlanMemory, now_s: float, policy: int,
@@ -493,12 +540,16 @@ def _power_w(currents: Phases, volt: int) -> int:
 
 
 def _surplus_w(site: SiteInput, ev_w: int, grid_w: int | None, now_s: float) -> int:
-    """PV surplus: what would be exported if no car charged (0 when a needed meter is stale).
+    """PV surplus: what would be exported if no controlled car charged (0 when a needed meter
+    is stale). `ev_w` is what the controlled EVSEs draw now (a disabled or silent wallbox's
+    draw is not ours to give away).
 
     With a site grid meter: −grid + EV power + storage charging − home-storage discharge.
-    Without: production − consumption (+ discharge of "storage all" batteries).
+    Without: production − consumption (+ discharge of "storage all" batteries). With
+    `surplus_use_battery` a home battery's (role 5) discharge counts like a role-6 one.
     """
     meters = site.meters
+    use_battery = site.settings.surplus_use_battery
     if grid_w is not None:
         surplus = -grid_w + ev_w
         for m in meters:
@@ -508,21 +559,22 @@ def _surplus_w(site: SiteInput, ev_w: int, grid_w: int | None, now_s: float) -> 
                 continue
             if m.role in (MeterRole.STORAGE_HOME, MeterRole.STORAGE_ALL) and m.power_w > 0:
                 surplus += m.power_w  # the battery yields to the cars
-            elif m.role == MeterRole.STORAGE_HOME and m.power_w < 0:
+            elif m.role == MeterRole.STORAGE_HOME and m.power_w < 0 and not use_battery:
                 surplus += m.power_w  # home battery discharge is not for cars
         return surplus
     if any(m.role == MeterRole.GRID and (m.group_id == SITE_GROUP) for m in meters):
         return 0  # the site grid meter is stale
     surplus = 0
     for m in meters:
-        relevant = m.role in (MeterRole.PRODUCTION, MeterRole.CONSUMPTION, MeterRole.STORAGE_ALL)
+        feeds_cars = m.role == MeterRole.STORAGE_ALL or (
+            use_battery and m.role == MeterRole.STORAGE_HOME)
+        relevant = m.role in (MeterRole.PRODUCTION, MeterRole.CONSUMPTION) or feeds_cars
         if relevant and m.is_stale(now_s):
             return 0
         if m.role == MeterRole.PRODUCTION:
             surplus += m.power_w
-        elif m.role == MeterRole.CONSUMPTION or (
-                m.role == MeterRole.STORAGE_ALL and m.power_w < 0):
-            surplus -= m.power_w  # a discharging "storage all" battery adds to the surplus
+        elif m.role == MeterRole.CONSUMPTION or (feeds_cars and m.power_w < 0):
+            surplus -= m.power_w  # a discharging battery that may feed cars adds to it
     return surplus
 
 

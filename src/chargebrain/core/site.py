@@ -70,6 +70,13 @@ class SiteSettings:
     settle_s: float = 5.0  # how long a car may take to follow a new setpoint (accounting)
     response_s: float = 0.1  # how soon, at the earliest, a new setpoint shows in a reading
     silent_s: float = 0.5  # a car unseen this long before a grid reading may have stopped since
+    # PV surplus (docs/load-management.md "PV surplus"); the params' defaults differ (60/300/
+    # 100/4): these defaults keep the bare planner free of hysteresis
+    surplus_start_delay_s: float = 0.0
+    surplus_stop_delay_s: float = 0.0  # used when an EVSE has no own (rule) stop delay
+    surplus_step_ma: int = 1
+    surplus_use_battery: bool = False  # True: home-battery (role 5) discharge counts too
+    max_phase_switches: int = 0  # automatic 1p/3p switches per session; 0 = no cap
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,8 +169,12 @@ class EvseInput:
     arrival_order: int = 0
     session_energy_wh: int = 0
     phase_switching: bool = False  # the wallbox can switch between 1 and 3 phases now
-    # surplus: its rule's undercut time (s; 0 = param surplus_stop_delay)
+    # surplus: its rule's undercut time (s; 0 = param surplus_stop_delay); `phases_known`
+    # false = `phases_mask` is only the safe assumption (all three, nothing learned yet):
+    # the surplus is then predicted for one phase (docs "PV surplus")
     surplus_stop_delay_s: float = 0.0
+    phases_known: bool = True
+    forced_phases: int = 0  # switchable box: 1 or 3 forced (override, switch_phases); 0 auto
     # Recent history for the accounting (core.budget.draw_bounds_ma), oldest first: the last
     # measurements (the newest is `measured_ma`) and the last setpoints handed to the EVSE.
     readings: tuple[DrawSample, ...] = ()

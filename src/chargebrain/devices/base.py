@@ -50,6 +50,10 @@ class EvseReading:
     cp_state: str = ""  # charge-pilot text for the local Power Brain ("Standby", …)
     pp_state: str = ""  # proximity-pilot text ("no cable", "16 A cable", …)
     phase_switching: bool = False  # the box can switch 1p/3p now (EvseSetpoint.one_phase)
+    inputs: int | None = None  # digital inputs now, bit0 = input 1 (Power Brain S0 inputs);
+    # None = the device has none / does not report them
+    min_current_ma: int = 0  # the least a charge needs, as the device reports it (a cascaded
+    # manager: its cars' smallest minimum); 0 = none reported, the configured minimum counts
 
     @property
     def plugged(self) -> bool:
@@ -156,6 +160,18 @@ def evse_capabilities(driver: object) -> EvseCapabilities:
     if isinstance(driver, DeclaresCapabilities):
         return driver.capabilities
     return EXACT_EVSE
+
+
+@runtime_checkable
+class ReportsProblems(Protocol):
+    """A driver whose successful read can still leave a part out (a meter definition's `expr`
+    variable that could not be computed): the registry shows it as `last_error` without a
+    COM error."""
+
+    @property
+    def read_problem(self) -> str:
+        """What the last successful read left out and why; "" for nothing."""
+        ...
 
 
 @runtime_checkable

@@ -57,6 +57,8 @@ def prepare(index: DeviceIndex, raw: Any) -> Change:
     existing = index.get(dev_id) if dev_id else None
     if existing is not None:
         old = cfg.as_dict(existing.config)
+        if raw.get("address") == cfg.shown_address(old["address"]) != old["address"]:
+            raw = {**raw, "address": old["address"]}  # get_devices' `***` sent back: keep it
         if raw.get("dev_type", old["dev_type"]) != old["dev_type"]:
             # a new type starts from the new type's defaults; common fields carry over
             base = {k: old[k] for k in cfg.CommonConfig.model_fields if k in old}

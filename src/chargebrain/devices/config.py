@@ -25,11 +25,13 @@ from pydantic import (
     model_validator,
 )
 
+from chargebrain.core.formula import FormulaError, compile_formula
 from chargebrain.core.rules.schema import AnyRule, error_location
 from chargebrain.devices import types
 from chargebrain.devices.types import Family, Kind
 from chargebrain.modbus import address as modbus_address
-from chargebrain.modbus.address import AddressError, Endpoint
+from chargebrain.modbus.address import AddressError, AnyEndpoint, Endpoint
+from chargebrain.mqtt.url import BrokerUrlError, is_broker_url, parse_broker_url
 
 MAX_TEXT = 256
 MAX_FORMULA = 1024
@@ -64,9 +66,31 @@ def _int_or_formula(value: Any) -> int | str:
         except ValueError:
             if not text or len(text) > MAX_FORMULA:
                 raise ValueError("must be a number or a formula") from None
+            check_formula(value)  # positions count in the text as given
             return text
         return _int_or_formula(number)
     raise ValueError("must be a number or a formula")
+
+
+def check_formula(text: str) -> str:
+    """A formula that compiles (core.formula), else ValueError with its position."""
+    try:
+        compile_formula(text)
+    except FormulaError as err:
+        raise ValueError(str(err)) from None
+    return text
+
+
+def _formula_or_empty(value: Any) -> str:
+    """An expression meter field: "" (not computed) or a formula that compiles."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        value = repr(value)
+    if not isinstance(value, str):
+        raise ValueError("must be a formula string")
+    if not value.strip():
+        return ""
+    check_formula(value)  # positions count in the text as given
+    return value.strip()
 
 
 def _user_ids(value: Any) -> Any:
@@ -77,6 +101,7 @@ def _user_ids(value: Any) -> Any:
 
 
 CurrentOrFormula = Annotated[int | str, BeforeValidator(_int_or_formula)]
+FormulaText = Annotated[str, BeforeValidator(_formula_or_empty)]
 Text = Annotated[str, Field(max_length=MAX_TEXT)]
 Flag = Annotated[int, Field(ge=0, le=1)]
 PhaseMask = Annotated[int, Field(ge=0, le=7)]
@@ -100,6 +125,7 @@ class CommonConfig(_Strict):
     id: int = Field(1, ge=0, le=255)  # Modbus unit id / OCPP connector
     used_phases: PhaseMask = 0  # 0 = determine; bit0 L1, bit1 L2, bit2 L3
     com_timeout_ms: int = Field(3000, ge=100, le=600_000)  # read timeout; push staleness
+    mqtt_publish: bool = False  # publish get_dev_info's entry on cfos_mqtt/get/<dev_id>
 
     @model_validator(mode="after")
     def _check_address(self) -> CommonConfig:
@@ -188,6 +214,20 @@ class SimMeterConfig(MeterConfig):
     sim_power_w: int = Field(0, ge=-10_000_000, le=10_000_000)
 
 
+class ExpressionMeterConfig(MeterConfig):
+    """An expression meter (`meter_expression`): every field a formula, "" = not computed
+    (devices/drivers/expression.py; docs/formulas.md). Bare names are the meter's own previous
+    values, `dt` the seconds since its last computation."""
+
+    expr_current_l1: FormulaText = ""  # mA; L2/L3 reuse it when they are empty
+    expr_current_l2: FormulaText = ""
+    expr_current_l3: FormulaText = ""
+    expr_power_w: FormulaText = ""  # W; empty: from the currents and the system voltage
+    expr_import_wh: FormulaText = ""  # Wh; empty: the power integrated over time
+    expr_export_wh: FormulaText = ""
+    expr_soc: FormulaText = ""  # %; empty: no state of charge
+
+
 DeviceConfig = EvseConfig | GroupConfig | MeterConfig
 SECRET_FIELDS = ("password",)  # stored, never shown back (get_devices, get_dev_info)
 
@@ -207,6 +247,8 @@ def model_for(dev_type: str) -> type[CommonConfig]:
         return EvseConfig
     if info.family is Family.SIM:
         return SimMeterConfig
+    if info.family is Family.EXPRESSION:
+        return ExpressionMeterConfig
     return MeterConfig
 
 
@@ -228,7 +270,7 @@ def defaults_for(dev_type: str, dev_id: str) -> dict[str, Any]:
         out.update(name="HTTP Input", com_timeout_ms=30000, id=0)
     elif info is not None and info.family is Family.SIM:
         out.update(name="Sim-Wallbox" if info.kind is Kind.EVSE else "Sim-Meter", id=0)
-    elif info is not None and info.family is Family.VIRTUAL:
+    elif info is not None and info.family in (Family.VIRTUAL, Family.EXPRESSION):
         out.update(name=info.label, id=0)
     elif info is not None and info.family is Family.MODBUS_DEF:
         out.update(name=info.label, id=1)
@@ -241,7 +283,8 @@ def defaults_for(dev_type: str, dev_id: str) -> dict[str, Any]:
 
 def check_address(dev_type: str, address: str) -> None:
     """Power Brain devices need `evse`/`meter1`/`meter2` (built in) or `host:port` (remote);
-    Modbus meters `host:port`, HTTP meters a URL, an OCPP wallbox its ChargeBox ID."""
+    Modbus meters `host:port` or a serial port (`/dev/ttyUSB0,9600,8N1`, RTU), HTTP meters a
+    URL, an OCPP wallbox its ChargeBox ID."""
     if dev_type == "evse_powerbrain" and address != LOCAL_EVSE_ADDRESS:
         parse_host_port(address, "evse")
     elif dev_type == "meter_powerbrain" and address not in LOCAL_METER_ADDRESSES:
@@ -252,9 +295,25 @@ def check_address(dev_type: str, address: str) -> None:
     elif not address:
         return  # a defined meter may be created first and given its address later
     elif (info := types.get(dev_type)) is not None and info.family is Family.MODBUS_DEF:
-        parse_host_port(address, "")
+        parse_meter_address(address)
     elif info is not None and info.family in (Family.HTTP_DEF, Family.CM):
         check_http_address(address)
+    elif info is not None and info.family is Family.AJAX and is_broker_url(address):
+        try:  # pushes over MQTT from this broker (chargebrain.mqtt)
+            parse_broker_url(address)
+        except BrokerUrlError as err:
+            raise ValueError(f"address: {err}".replace("mqtt_url", "broker URL")) from None
+
+
+def shown_address(address: str) -> str:
+    """An address as get_devices / get_dev_info show it: a broker URL's password is `***`."""
+    if not is_broker_url(address):
+        return address
+    scheme, _, rest = address.partition("://")
+    userinfo, at, host = rest.rpartition("@")
+    if not at or ":" not in userinfo:
+        return address
+    return f"{scheme}://{userinfo.split(':', 1)[0]}:***@{host}"
 
 
 def check_http_address(address: str) -> None:
@@ -272,6 +331,22 @@ def parse_host_port(address: str, local: str) -> Endpoint:
             raise ValueError("address port must be between 1 and 65535") from None
         raise ValueError(f"address must be {local} or host:port" if local
                          else "address must be host:port") from None
+
+
+def parse_meter_address(address: str) -> AnyEndpoint:
+    """A Modbus meter's address: `host:port` (TCP) or a serial port with its line settings."""
+    if modbus_address.is_serial(address):
+        try:
+            return modbus_address.parse_serial(address)
+        except AddressError as err:
+            raise ValueError(f"address: {err}") from None
+    try:
+        return modbus_address.parse_host_port(address)
+    except AddressError as err:
+        if err.problem == "port":
+            raise ValueError("address port must be between 1 and 65535") from None
+        raise ValueError("address must be host:port or a serial port like "
+                         "/dev/ttyUSB0,9600,8N1") from None
 
 
 def validate_config(raw: dict[str, Any]) -> DeviceConfig:

@@ -29,6 +29,7 @@ from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
+from chargebrain.core.formula import Formula, FormulaError, compile_formula
 from chargebrain.devices import types
 from chargebrain.devices.json_query import QueryError, parse_query
 from chargebrain.modbus.batch import MAX_READ_REGISTERS
@@ -71,6 +72,7 @@ class Variable:
     order: WordOrder = WordOrder.HIGH_FIRST
     length: int | None = None  # registers of a string
     regex: str | None = None
+    formula: Formula | None = field(default=None, compare=False, repr=False)  # of `expr`
 
     @property
     def registers(self) -> int:
@@ -93,6 +95,8 @@ class MeterDefinition:
     reserved: frozenset[int] = frozenset()
     variables: tuple[Variable, ...] = ()
     label: str = ""
+    # the `expr` variables in the order they are computed: each after those it uses
+    computed: tuple[Variable, ...] = ()
     _by_name: dict[str, Variable] = field(default_factory=dict, compare=False, repr=False)
 
     def variable(self, name: str) -> Variable | None:
@@ -180,13 +184,14 @@ def _definition(raw: Any, name: str) -> MeterDefinition:
         raise DefinitionError("defines no variables")
     if rtype == RTYPE_MODBUS:
         _check_overlaps(variables)
+    computed = _computation_order(variables)
     definition = MeterDefinition(
         name=name, rtype=rtype, mtype=_int(raw, "mtype", 1, 0, 4),
         manufacturer=_text(raw, "manufacturer"), modbus_read=modbus_read,
         max_registers=max_registers, allow_gaps=_bool(raw, "modbus_allow_gaps", False),
         upd_delay_s=_int(raw, "upd_delay", 0, 0, 3_600_000) / 1000,
         reserved=frozenset(reserved), variables=tuple(variables),
-        label=_text(raw, "name"))
+        label=_text(raw, "name"), computed=computed)
     definition._by_name.update((v.name, v) for v in variables)
     return definition
 
@@ -209,7 +214,7 @@ def _variable(name: str, raw: dict[str, Any], rtype: int) -> Variable:
             raise DefinitionError(f"{where}: fixed must be a string or a number")
         return Variable(name, fixed=str(raw["fixed"]))
     if "expr" in raw:
-        raise DefinitionError(f"{where}: expr (formula variables) is not supported yet")
+        return _expr_variable(name, raw, where)
     type_name = raw.get("type", "float")
     if type_name not in TYPES:
         raise DefinitionError(f"{where}: type must be one of {', '.join(TYPES)}")
@@ -260,6 +265,66 @@ def _variable(name: str, raw: dict[str, Any], rtype: int) -> Variable:
     if query is None and regex is None:
         raise DefinitionError(f"{where}: an HTTP variable needs a query or a regex")
     return Variable(name, address=address, query=query, regex=regex, **common)
+
+
+def _expr_variable(name: str, raw: dict[str, Any], where: str) -> Variable:
+    """A variable computed from others: `expr` is a formula (core.formula) over the
+    definition's variable names, e.g. `current_l1 * voltage_l1 / 1000`; `resolution` scales
+    the result like a read value's."""
+    unknown = set(raw) - {"expr", "resolution"}
+    if unknown:
+        raise DefinitionError(f"{where}: {sorted(unknown)[0]} does not apply to an expr "
+                              "variable")
+    text = raw["expr"]
+    if not isinstance(text, str) or not text.strip():
+        raise DefinitionError(f"{where}: expr must be a formula (a string)")
+    try:
+        formula = compile_formula(text)
+    except FormulaError as err:
+        raise DefinitionError(f"{where}: expr {text!r}: {err}") from None
+    resolution = raw.get("resolution", 1)
+    if isinstance(resolution, bool) or not isinstance(resolution, (int, float)) \
+            or not math.isfinite(resolution) or resolution == 0:
+        raise DefinitionError(f"{where}: resolution must be a number other than 0")
+    return Variable(name, expr=text, formula=formula, resolution=float(resolution))
+
+
+def _computation_order(variables: list[Variable]) -> tuple[Variable, ...]:
+    """The `expr` variables, each after the ones it uses; DefinitionError for a name that is
+    no variable of the definition, or for variables that use each other in a circle."""
+    by_name = {v.name.lower(): v for v in variables}
+    computed = {v.name.lower(): v for v in variables if v.formula is not None}
+    for variable in computed.values():
+        assert variable.formula is not None
+        for used in sorted(variable.formula.names):
+            if used not in by_name:
+                raise DefinitionError(f"variable {variable.name}: expr uses {used}, which is "
+                                      "no variable of this definition")
+            if by_name[used].kind is DataType.STR and by_name[used].formula is None \
+                    and by_name[used].fixed is None:
+                raise DefinitionError(f"variable {variable.name}: expr uses {used}, a string")
+    order: list[Variable] = []
+    state: dict[str, int] = {}  # 1 visiting, 2 done
+
+    def visit(key: str, path: list[str]) -> None:
+        if state.get(key) == 2:
+            return
+        if state.get(key) == 1:
+            circle = [*path[path.index(key):], key]
+            raise DefinitionError("expr variables use each other in a circle: "
+                                  + " → ".join(computed[k].name for k in circle))
+        state[key] = 1
+        formula = computed[key].formula
+        assert formula is not None
+        for used in sorted(formula.names):
+            if used in computed:
+                visit(used, [*path, key])
+        state[key] = 2
+        order.append(computed[key])
+
+    for key in computed:
+        visit(key, [])
+    return tuple(order)
 
 
 def _check_overlaps(variables: list[Variable]) -> None:

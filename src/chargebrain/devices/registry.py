@@ -151,6 +151,7 @@ class DeviceRegistry:
             data = cfg.as_dict(device.config)
             for secret in cfg.SECRET_FIELDS:
                 data.pop(secret, None)
+            data["address"] = cfg.shown_address(str(data.get("address", "")))
             if "soft_meter" in data:
                 data["soft_meter"] = int(device.status.soft_meter_wh)
             out.append(data)

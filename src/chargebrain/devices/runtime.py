@@ -28,6 +28,7 @@ from chargebrain.devices.base import (
     MeterReading,
     PushDriver,
     Reading,
+    ReportsProblems,
 )
 from chargebrain.devices.config import DeviceConfig
 from chargebrain.devices.device import Device
@@ -77,6 +78,8 @@ class DeviceRuntime:
         # Pushed data keeps the time it arrived: re-reading it later measures nothing new.
         driver = device.driver
         taken_s = driver.pushed_s if isinstance(driver, PushDriver) else None
+        if isinstance(driver, ReportsProblems) and driver.read_problem:
+            device.status.record_problem(driver.read_problem, now_s)
         return self._accept(device, reading, now_s, taken_s)
 
     def _accept(self, device: Device, reading: Reading, now_s: float,

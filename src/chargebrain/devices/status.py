@@ -77,6 +77,12 @@ class DeviceStatus:
             self.com_err = True
             self.com_err_since_s = now_s
 
+    def record_problem(self, message: str, now_s: float) -> None:
+        """A successful read that left something out: `last_error` says what, but it is no
+        COM error (not counted, no outage)."""
+        self.last_error = message
+        self.last_error_s = now_s
+
     def record_setpoint(self, setpoint: EvseSetpoint) -> None:
         """A setpoint was written (or handed to an HTTP-input EVSE)."""
         self.last_setpoint = setpoint

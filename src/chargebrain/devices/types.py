@@ -31,8 +31,7 @@ class Family(enum.Enum):
     MODBUS_DEF = "modbus_def"  # Modbus meter read through a meter definition (definitions.py)
     HTTP_DEF = "http_def"  # HTTP/JSON meter read through a meter definition (rtype 1)
     CM = "cm"  # cascaded charging manager over HTTP (drivers/cm.py)
-    # Listed so that clients find every key; no driver (`supported=False`):
-    EXPRESSION = "expression"  # formula meter
+    EXPRESSION = "expression"  # formula meter, computed by the control cycle (no driver)
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,8 +53,7 @@ _TYPES = [
     DevType("meter_powerbrain", "Power Brain S0 Meter", Kind.METER, Family.POWERBRAIN),
     DevType("meter_ajax", "HTTP Input Meter", Kind.METER, Family.AJAX),
     DevType("meter_sim", "Sim-Meter", Kind.METER, Family.SIM),
-    DevType("meter_expression", "Expression Meter", Kind.METER, Family.EXPRESSION,
-            supported=False),
+    DevType("meter_expression", "Expression Meter", Kind.METER, Family.EXPRESSION),
     DevType("meter_sdm630", "Eastron SDM630", Kind.METER, Family.MODBUS_DEF),
     DevType("meter_sdm72dm", "Eastron SDM72D-M", Kind.METER, Family.MODBUS_DEF),
     DevType("meter_abb_b23_b24", "ABB B23/B24", Kind.METER, Family.MODBUS_DEF),

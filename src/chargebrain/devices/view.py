@@ -108,7 +108,7 @@ def device_info(registry: DeviceRegistry, device: Device, *, now_s: float, volta
         "dev_type": config.dev_type,
         "device_enabled": int(config.device_enabled),
         "name": config.name,
-        "address": config.address,
+        "address": cfg.shown_address(config.address),
         "id": int(config.id),
         "dev_id": device.dev_id,
         "number": int(config.number),

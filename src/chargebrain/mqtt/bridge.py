@@ -6,7 +6,14 @@ publishes at most once per `min_interval_s` (the cycle period) and only topics w
 changed; all state topics are retained. After every (re)connect it publishes `online` on the
 availability topic (the last will says `offline`) and everything again, so a restarted broker
 gets its retained topics back. A lost connection is retried with back-off (1 s doubling to
-30 s); a change of `mqtt_url`, `mqtt_topic_serial` or `mqtt_api` reconnects at once.
+30 s); a change of `mqtt_url`, `mqtt_topic_serial`, `mqtt_api`, `mqtt_ctl` or `mqtt_ca_file`
+reconnects at once.
+
+Only devices with `mqtt_publish` get `get/<dev_id>` (and Home Assistant entities). HTTP-input
+devices whose `address` is a broker URL are served by one extra client per distinct URL
+(`_pusher`, the same back-off), which subscribes `set/+` there and answers `set_res` there.
+`cfos_mqtt/ctl` goes to `ctl.WallboxControl`, which a watch task checks every second (silent
+controllers fall back to disable_policy even while the broker is away).
 """
 
 from __future__ import annotations
@@ -14,7 +21,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import ssl
 import time
 from collections import deque
 from collections.abc import Callable
@@ -22,15 +28,19 @@ from typing import Any, Protocol
 
 import aiomqtt
 import orjson
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 
 from chargebrain import API_VERSION
 from chargebrain.api.errors import ApiError
 from chargebrain.api.request import Principal
 from chargebrain.devices.registry import DeviceRegistry
 from chargebrain.mqtt import discovery
+from chargebrain.mqtt.connection import TlsSetupError, client_for, tls_context
+from chargebrain.mqtt.ctl import WallboxControl
 from chargebrain.mqtt.inbound import ApiQuery, SeenIds, answer_bytes
 from chargebrain.mqtt.topics import HA_PREFIX, HA_STATUS, Topics, prefix_for
-from chargebrain.mqtt.url import BrokerUrl, BrokerUrlError, parse_broker_url
+from chargebrain.mqtt.url import BrokerUrl, BrokerUrlError, is_broker_url, parse_broker_url
 from chargebrain.params import Params
 from chargebrain.state import Snapshot, StatePublisher
 from chargebrain.users.transactions import TransactionRecord
@@ -38,12 +48,15 @@ from chargebrain.users.transactions import TransactionRecord
 log = logging.getLogger(__name__)
 
 MQTT_ADMIN = Principal(is_admin=True, via="mqtt")
-CONNECTION_PARAMS = frozenset({"mqtt_url", "mqtt_topic_serial", "mqtt_api"})
+CONNECTION_PARAMS = frozenset({"mqtt_url", "mqtt_topic_serial", "mqtt_api", "mqtt_ctl",
+                               "mqtt_ca_file"})
+PUSHER_PARAMS = frozenset({"mqtt_topic_serial", "mqtt_ca_file"})
 PUSH_TYPES = {"evse_ajax": "set_ajax_evse", "meter_ajax": "set_ajax_meter"}
 PUSH_ADDRESS = "mqtt"  # an HTTP-input device with this address listens on the default broker
 BACKOFF_MIN_S = 1.0
 BACKOFF_MAX_S = 30.0
 MAX_EVENTS = 200  # log lines and transactions waiting for the broker; the oldest go first
+CTL_CHECK_S = 1.0  # how often silent ctl controllers are looked for
 
 
 class ApiCaller(Protocol):
@@ -56,7 +69,8 @@ class ApiCaller(Protocol):
 class MqttBridge:
     def __init__(self, params: Params, state: StatePublisher, devices: DeviceRegistry,
                  api: ApiCaller, *, min_interval_s: float,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic,
+                 evse_max_ma: Callable[[str], int | None] = lambda _dev_id: None) -> None:
         self.params = params
         self.state = state
         self.devices = devices
@@ -78,6 +92,10 @@ class MqttBridge:
         self._unsubscribe: Callable[[], None] | None = None
         self._events: deque[tuple[str, bytes]] = deque(maxlen=MAX_EVENTS)
         self._log_handler = _LogForwarder(self)
+        self.ctl = WallboxControl(params, devices, max_ma=evse_max_ma)
+        self._watch: asyncio.Task[None] | None = None
+        self._pushers: dict[str, asyncio.Task[None]] = {}  # broker URL → its push client
+        self.pusher_connects: dict[str, int] = {}  # broker URL → successful connections
 
     @property
     def topics(self) -> Topics:
@@ -87,19 +105,35 @@ class MqttBridge:
 
     def start(self) -> None:
         self.params.on_change.append(self._on_params)
+        self.devices.on_change.append(self._on_device)
         self._restart()
+        self._sync_pushers()
+        self._watch = asyncio.create_task(self._watch_ctl(), name="mqtt-ctl-watch")
 
     async def stop(self) -> None:
-        """Say `offline` (retained) and disconnect."""
+        """Give ctl-held wallboxes back to disable_policy, say `offline` (retained) and
+        disconnect (the push clients too)."""
         self._follow_state(False)
         with contextlib.suppress(ValueError):
             self.params.on_change.remove(self._on_params)
+        with contextlib.suppress(ValueError):
+            self.devices.on_change.remove(self._on_device)
+        if self._watch is not None:
+            self._watch.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._watch
+            self._watch = None
         client = self._client
         if client is not None:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(client.publish(self.topics.status, b"offline", qos=1,
                                                       retain=True), 2.0)
-        await self._cancel()
+        await self._cancel()  # no ctl message is taken after this
+        await self._stop_pushers(list(self._pushers))
+        try:
+            await self.ctl.release("chargebrain stops")
+        except Exception:
+            log.exception("MQTT ctl: giving the wallboxes back failed")
 
     async def _cancel(self) -> None:
         self._generation += 1
@@ -150,6 +184,21 @@ class MqttBridge:
             self._restart()
         else:  # e.g. mqtt_ha_discovery: the writer adds or removes the configs
             self._dirty.set()
+        if names & PUSHER_PARAMS:
+            for url in list(self._pushers):
+                self._pushers.pop(url).cancel()
+            self._sync_pushers()
+
+    def _on_device(self, _dev_id: str) -> None:
+        self._sync_pushers()
+
+    async def _watch_ctl(self) -> None:
+        while True:
+            await asyncio.sleep(CTL_CHECK_S)
+            try:
+                await self.ctl.check()
+            except Exception:
+                log.exception("MQTT ctl check failed")
 
     def _on_snapshot(self, snapshot: Snapshot) -> None:
         self._snapshot = snapshot
@@ -165,6 +214,11 @@ class MqttBridge:
         try:
             broker = parse_broker_url(url)
         except BrokerUrlError as err:
+            log.warning("MQTT off: %s", err)
+            return
+        try:
+            tls_context(broker, str(self.params["mqtt_ca_file"]))
+        except TlsSetupError as err:
             log.warning("MQTT off: %s", err)
             return
         backoff_s = BACKOFF_MIN_S
@@ -191,14 +245,10 @@ class MqttBridge:
     async def _session(self, broker: BrokerUrl, generation: int) -> None:
         topics = self.topics
         will = aiomqtt.Will(topics.status, b"offline", qos=1, retain=True)
-        version = (aiomqtt.ProtocolVersion.V5 if broker.version == 5
-                   else aiomqtt.ProtocolVersion.V311)
-        tls = ssl.create_default_context() if broker.tls else None
-        async with aiomqtt.Client(broker.host, broker.port, username=broker.username,
-                                  password=broker.password, protocol=version, will=will,
-                                  tls_context=tls, keepalive=30, timeout=10) as client:
+        async with client_for(broker, str(self.params["mqtt_ca_file"]), will=will) as client:
             self._client = client
-            for topic_filter in topics.subscriptions(bool(self.params["mqtt_api"])):
+            for topic_filter in topics.subscriptions(bool(self.params["mqtt_api"]),
+                                                     bool(self.params["mqtt_ctl"])):
                 await client.subscribe(topic_filter, qos=1)
             await client.publish(topics.status, b"online", qos=1, retain=True)
             self._published.clear()  # the broker may have lost them: publish everything again
@@ -251,15 +301,21 @@ class MqttBridge:
         (a deleted device) map to b"" (which clears a retained message)."""
         dev_info = orjson.loads(snapshot.dev_info_public)
         out = {topics.dev_info: snapshot.dev_info_public, topics.params: snapshot.params_public}
-        for device in dev_info["devices"]:
+        published = [d for d in dev_info["devices"] if self._publishes(str(d["dev_id"]))]
+        for device in published:
             out[topics.device(str(device["dev_id"]))] = orjson.dumps(device)
-        if self.params["mqtt_ha_discovery"]:
-            out.update(discovery.configs(dev_info, serial=self.devices.serialno, topics=topics,
+        if self.params["mqtt_ha_discovery"]:  # entities for the published devices only
+            out.update(discovery.configs({**dev_info, "devices": published},
+                                         serial=self.devices.serialno, topics=topics,
                                          sw_version=API_VERSION))
         for topic in self._published:
             if topic not in out:
                 out[topic] = b""
         return out
+
+    def _publishes(self, dev_id: str) -> bool:
+        device = self.devices.get(dev_id)
+        return device is not None and bool(getattr(device.config, "mqtt_publish", False))
 
     # -- incoming -----------------------------------------------------------------------------
 
@@ -274,35 +330,46 @@ class MqttBridge:
                                        if not t.startswith(HA_PREFIX)}
                     self._dirty.set()
                 continue
-            parts = topics.split(topic)
+            parts = ("ctl", "") if topic == topics.ctl else topics.split(topic)
             if parts is None:
                 continue
-            task = asyncio.create_task(self._handle(client, topics, *parts, payload))
-            self._handlers.add(task)
-            task.add_done_callback(self._handlers.discard)
+            reply = _Reply.of(message.properties)
+            self._spawn(self._handle(client, topics, *parts, payload, reply))
+
+    def _spawn(self, job: Any) -> None:
+        task = asyncio.create_task(job)
+        self._handlers.add(task)
+        task.add_done_callback(self._handlers.discard)
 
     async def _handle(self, client: aiomqtt.Client, topics: Topics, kind: str, rest: str,
-                      payload: bytes) -> None:
+                      payload: bytes, reply: _Reply | None = None,
+                      address: str = PUSH_ADDRESS) -> None:
         try:
             if kind == "set":
-                await self._push(client, topics, rest, payload)
+                await self._push(client, topics, rest, payload, address)
             elif kind == "api" and self.params["mqtt_api"]:
-                await self._api(client, topics, rest, payload)
+                await self._api(client, topics, rest, payload, reply)
             elif kind == "ha":
                 await self._command(rest, payload)
+            elif kind == "ctl":
+                await self.ctl.message(payload)
         except aiomqtt.MqttError as err:
             log.warning("MQTT answer to %s/%s not sent: %s", kind, rest, err)
         except Exception:
             log.exception("MQTT message on %s/%s failed", kind, rest)
 
     async def _push(self, client: aiomqtt.Client, topics: Topics, dev_id: str,
-                    payload: bytes) -> None:
-        """`set/<dev_id>`: the set_ajax_meter / set_ajax_evse JSON of an HTTP-input device."""
+                    payload: bytes, address: str = PUSH_ADDRESS) -> None:
+        """`set/<dev_id>`: the set_ajax_meter / set_ajax_evse JSON of an HTTP-input device
+        whose `address` is this broker (`mqtt` for the default one, else its URL)."""
         device = self.devices.get(dev_id)
         cmd = PUSH_TYPES.get(device.config.dev_type) if device is not None else None
-        if device is None or cmd is None or device.config.address != PUSH_ADDRESS:
+        if device is not None and self._served_elsewhere(device.config.address.strip(), address):
+            return  # the same broker under another name: that device's own client takes it
+        if device is None or cmd is None or device.config.address.strip() != address:
+            where = PUSH_ADDRESS if address == PUSH_ADDRESS else _describe(address)
             log.warning("MQTT set/%s ignored: not an HTTP-input device with address %s",
-                        dev_id, PUSH_ADDRESS)
+                        dev_id, where)
             return
         try:
             data = orjson.loads(payload)
@@ -321,8 +388,17 @@ class MqttBridge:
             await client.publish(topics.set_res(dev_id), orjson.dumps(answer), qos=0)
 
     async def _api(self, client: aiomqtt.Client, topics: Topics, query: str,
-                   payload: bytes) -> None:
-        """`api/<query>`: an HTTP API command as admin; the answer goes to `api_res`."""
+                   payload: bytes, reply: _Reply | None = None) -> None:
+        """`api/<query>`: an HTTP API command as admin; the answer goes to `api_res`, or
+        (MQTT 5) to the request's response topic with its correlation data."""
+        if reply is not None and reply.topic is not None and topics.own(reply.topic):
+            log.warning("MQTT api/%s ignored: response topic %.60r is one of chargebrain's",
+                        query, reply.topic)
+            await client.publish(topics.api_res, orjson.dumps(
+                f"response topic {reply.topic} refused: it must lie outside "
+                f"{topics.prefix}/ and {HA_PREFIX}/"), qos=1,
+                properties=reply.properties() if reply is not None else None)
+            return
         parsed = ApiQuery(query)
         if parsed.needs_msg_id and parsed.msg_id is None:
             answer = orjson.dumps(f"{parsed.cmd or 'this command'} changes state: over MQTT it "
@@ -338,7 +414,9 @@ class MqttBridge:
                 answer = orjson.dumps(err.message)
             if parsed.msg_id is not None:
                 self._seen.remember(parsed.msg_id, answer)
-        await client.publish(topics.api_res, answer, qos=1)
+        target = reply.topic if reply is not None and reply.topic else topics.api_res
+        await client.publish(target, answer, qos=1,
+                             properties=reply.properties() if reply is not None else None)
 
     async def _command(self, rest: str, payload: bytes) -> None:
         """`ha/<dev_id>/<what>`: a Home Assistant number/switch, as override_device."""
@@ -351,6 +429,108 @@ class MqttBridge:
             await self.api.call(pairs, b"", MQTT_ADMIN, "mqtt")
         except ApiError as err:
             log.warning("MQTT ha/%s ignored: %s", rest, err.message)
+
+
+    def _served_elsewhere(self, device_address: str, address: str) -> bool:
+        """The device listens through another client that is connected to this very broker
+        (its URL is `mqtt_url`, or the default broker is its URL)."""
+        return device_address != address and (
+            (mine := self._endpoint(address)) is not None and mine == self._endpoint(
+                device_address))
+
+    def _endpoint(self, address: str) -> tuple[str, int] | None:
+        url = str(self.params["mqtt_url"]).strip() if address == PUSH_ADDRESS else address
+        if not is_broker_url(url):
+            return None
+        try:
+            broker = parse_broker_url(url)
+        except BrokerUrlError:
+            return None
+        return broker.host.lower(), broker.port
+
+    # -- HTTP-input devices on brokers of their own -------------------------------------------
+
+    def _sync_pushers(self) -> None:
+        """One push client per distinct broker URL that an HTTP-input device names."""
+        wanted = {d.config.address.strip() for d in self.devices.all()
+                  if d.config.dev_type in PUSH_TYPES and d.enabled
+                  and is_broker_url(d.config.address)}
+        for url in [u for u in self._pushers if u not in wanted]:
+            self._pushers.pop(url).cancel()
+        for url in wanted - set(self._pushers):
+            self._pushers[url] = asyncio.create_task(self._pusher(url), name="mqtt-push")
+
+    async def _stop_pushers(self, urls: list[str]) -> None:
+        tasks = [self._pushers.pop(u) for u in urls if u in self._pushers]
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.wait(tasks, timeout=3.0)
+
+    async def _pusher(self, url: str) -> None:
+        try:
+            broker = parse_broker_url(url)
+        except BrokerUrlError as err:  # the configuration check refuses these: not expected
+            log.warning("MQTT push broker off: %s", err)
+            return
+        backoff_s = BACKOFF_MIN_S
+        while True:
+            try:
+                async with client_for(broker, str(self.params["mqtt_ca_file"])) as client:
+                    topics = self.topics
+                    await client.subscribe(topics.set_filter, qos=1)
+                    self.pusher_connects[url] = self.pusher_connects.get(url, 0) + 1
+                    log.info("MQTT push client connected to %s", broker.describe())
+                    backoff_s = BACKOFF_MIN_S
+                    async for message in client.messages:
+                        parts = topics.split(message.topic.value)
+                        if parts is None or parts[0] != "set":
+                            continue
+                        payload = message.payload if isinstance(message.payload, bytes) \
+                            else str(message.payload or "").encode()
+                        self._spawn(self._handle(client, topics, "set", parts[1], payload,
+                                                 address=url))
+            except (aiomqtt.MqttError, TlsSetupError) as err:
+                log.warning("MQTT push broker %s: %s; retrying in %.0f s", broker.describe(),
+                            err, backoff_s)
+            except Exception:
+                log.exception("MQTT push client for %s failed; retrying in %.0f s",
+                              broker.describe(), backoff_s)
+            await asyncio.sleep(backoff_s)
+            backoff_s = min(BACKOFF_MAX_S, backoff_s * 2)
+
+
+class _Reply:
+    """MQTT 5 request/response: where the answer goes and the data it must carry back."""
+
+    def __init__(self, topic: str | None, correlation: bytes | None) -> None:
+        self.topic = topic
+        self.correlation = correlation
+
+    @classmethod
+    def of(cls, properties: Properties | None) -> _Reply | None:
+        if properties is None:
+            return None
+        topic = getattr(properties, "ResponseTopic", None)
+        correlation = getattr(properties, "CorrelationData", None)
+        if topic is None and correlation is None:
+            return None
+        return cls(str(topic) if topic is not None else None,
+                   bytes(correlation) if correlation is not None else None)
+
+    def properties(self) -> Properties | None:
+        if self.correlation is None:
+            return None
+        props = Properties(PacketTypes.PUBLISH)
+        props.CorrelationData = self.correlation
+        return props
+
+
+def _describe(url: str) -> str:
+    try:
+        return parse_broker_url(url).describe()
+    except BrokerUrlError:
+        return "a broker URL"
 
 
 class _LogForwarder(logging.Handler):

@@ -61,9 +61,24 @@ class Topics:
     def command_filter(self) -> str:
         return f"{self.prefix}/ha/+/+"
 
-    def subscriptions(self, api: bool) -> list[str]:
+    @property
+    def ctl(self) -> str:
+        """Wallbox setpoints from an external controller (observation mode, `mqtt_ctl`)."""
+        return f"{self.prefix}/ctl"
+
+    def subscriptions(self, api: bool, ctl: bool = False) -> list[str]:
         filters = [self.set_filter, self.command_filter, HA_STATUS]
-        return [*filters, self.api_filter] if api else filters
+        if api:
+            filters.append(self.api_filter)
+        if ctl:
+            filters.append(self.ctl)
+        return filters
+
+    def own(self, topic: str) -> bool:
+        """A topic chargebrain subscribes or publishes state on: no answer may go there (an
+        MQTT 5 response topic is checked against this)."""
+        return (topic.startswith((f"{self.prefix}/", f"{HA_PREFIX}/")) or "+" in topic
+                or "#" in topic or not topic)
 
     def split(self, topic: str) -> tuple[str, str] | None:
         """`(kind, rest)` of an incoming topic under the prefix: ("set", "M3"),

@@ -34,6 +34,12 @@ class BrokerUrl:
         return f"{'mqtts' if self.tls else 'mqtt'}{self.version}://{user}{self.host}:{self.port}"
 
 
+def is_broker_url(address: str) -> bool:
+    """`address` is written as a broker URL (`mqtt://…`, `mqtts5://…`), usable or not."""
+    scheme, sep, _ = address.strip().partition("://")
+    return bool(sep) and scheme.lower().startswith("mqtt")
+
+
 def parse_broker_url(url: str) -> BrokerUrl:
     """Parse `mqtt_url`; raise BrokerUrlError for anything unusable."""
     parts = urlsplit(url.strip())

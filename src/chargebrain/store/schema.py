@@ -80,4 +80,42 @@ MIGRATIONS: list[tuple[str, str]] = [
             WHERE json_valid(config) AND json_type(config, '$.soft_meter') IS NOT NULL
         """,
     ),
+    (
+        "0007_usage",
+        """
+        CREATE TABLE usage_series (
+            id INTEGER PRIMARY KEY,
+            key TEXT NOT NULL UNIQUE   -- dev_id (E1, M2), or site.grid/pv/house/cars
+        );
+        CREATE TABLE usage_raw (       -- one row per recording tick (~10 s), kept for a day or two
+            series INTEGER NOT NULL,
+            t INTEGER NOT NULL,        -- unix s
+            power_w INTEGER NOT NULL,
+            l1_ma INTEGER NOT NULL,
+            l2_ma INTEGER NOT NULL,
+            l3_ma INTEGER NOT NULL,
+            import_wh INTEGER NOT NULL,  -- counters as read (0 = none)
+            export_wh INTEGER NOT NULL,
+            energy_mwh INTEGER NOT NULL, -- energy of the interval this sample closes
+            offered_ma INTEGER NOT NULL,
+            state INTEGER NOT NULL,
+            PRIMARY KEY (series, t)
+        ) WITHOUT ROWID;
+        CREATE TABLE usage_agg (       -- downsampled buckets: tier = bucket length in s
+            tier INTEGER NOT NULL,
+            series INTEGER NOT NULL,
+            t INTEGER NOT NULL,        -- bucket start, unix s
+            n INTEGER NOT NULL,        -- raw samples in the bucket
+            power_w INTEGER NOT NULL,  -- mean
+            power_min_w INTEGER NOT NULL,
+            power_max_w INTEGER NOT NULL,
+            energy_mwh INTEGER NOT NULL, -- sum of the raw samples' energy
+            PRIMARY KEY (tier, series, t)
+        ) WITHOUT ROWID;
+        CREATE TABLE usage_rollup (    -- tier → every bucket before done_t is final
+            tier INTEGER PRIMARY KEY,
+            done_t INTEGER NOT NULL
+        )
+        """,
+    ),
 ]

@@ -82,6 +82,7 @@ class Gate:
     rfid: str | None = None
     overrides: int = 0  # bit0 C, bit1 E, bit2 U
     ov_cur: int = 0  # override current in mA, 0 = none
+    forced_phases: int = 0  # override 1 or 3 phases (switchable box), 0 = automatic
     evse_rules: bool = True  # False while override E is active
     user_rules: bool = True  # False while override U is active
     label: str = ""  # name to show on the EVSE tile ("" = none)
@@ -107,6 +108,7 @@ def gate(evse: EvseAuth, session: Session | None, users: Mapping[str, User],
         "overrides": session.overrides,
         "ov_cur": session.mamps or 0,
         "max_ma": session.mamps,
+        "forced_phases": session.phases or 0,
         "evse_rules": not session.evse_rules_off,
         "user_rules": not session.user_rules_off,
         "rfid": session.rfid,

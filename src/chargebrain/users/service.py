@@ -100,6 +100,9 @@ class UserService:
         self.ledger.load(store)
         self._idle_rfid: dict[str, str] = {}  # last card an EVSE reported while unplugged
         self._rfid_seq: dict[str, int] = {}  # last card-reading counter an EVSE reported
+        self._reported_rfid: dict[str, str] = {}  # what each EVSE reported last
+        self._learn_until = 0.0  # the "learn the next card" window closes then
+        self._learned: tuple[str, str] | None = None  # (dev_id, rfid) taken in the window
 
     # -- EVSEs --------------------------------------------------------------------------------
 
@@ -311,6 +314,10 @@ class UserService:
             self._rfid_seq[dev_id] = rfid_seq
         presented = (bool(rfid) and rfid_seq is not None and seq_before is not None
                      and rfid_seq != seq_before)
+        reported_before = self._reported_rfid.get(dev_id)
+        self._reported_rfid[dev_id] = rfid
+        if rfid and (presented or (reported_before is not None and rfid != reported_before)):
+            self._card_seen(dev_id, rfid, now)  # a card was held to this wallbox
         session = self.sessions.get(dev_id)
         if not plugged:
             self._idle_rfid[dev_id] = rfid
@@ -326,6 +333,22 @@ class UserService:
                 return
         if session is not None and (presented or (rfid and rfid != session.wallbox_rfid)):
             self.on_rfid(dev_id, rfid, now)
+
+    def _card_seen(self, dev_id: str, rfid: str, now: float) -> None:
+        if self._learned is None and now <= self._learn_until:
+            self._learned = (dev_id, rfid)
+            self._learn_until = now  # one card per window
+
+    def learn_card(self, now: float, *, start: bool, window_s: float = 60.0) -> dict[str, Any]:
+        """The "learn the next card" window: `start` opens it for `window_s`; the answer tells
+        whether it is open and the first card (known or not) a wallbox reported in it."""
+        if start:
+            self._learn_until = now + window_s
+            self._learned = None
+        remaining = max(0.0, self._learn_until - now)
+        dev_id, rfid = self._learned or (None, None)
+        return {"open": remaining > 0, "remaining_s": round(remaining, 1), "rfid": rfid,
+                "dev_id": dev_id}
 
     def present(self, dev_id: str, secret: str, now: float, source: str) -> str:
         """Apply a credential to an EVSE; returns "authorised", "toggled" or "pending".
@@ -407,13 +430,16 @@ class UserService:
     # -- overrides ----------------------------------------------------------------------------
 
     def override(self, dev_id: str, flags: str, mamps: int | None, *, is_admin: bool,
-                 cred: Credential | None) -> None:
+                 cred: Credential | None, phases: int | None = None) -> None:
         """`cmd=override_device`: session flags C/c E/e U/u and a current cap, until unplug.
 
         C/c and `mamps`: admin or a credential of the session's user (or, on an unidentified
         session or with no car, of a user who may charge there); U/u: the same (the admin may
         too); E/e: admin only. `mamps` = 0 removes the cap. With no car plugged in (or before
         its session is known) the overrides wait for the next session and start with it.
+        `phases` 1 or 3 switches a box that can switch phases to that many for the session
+        (it beats the `switch_phases` variable and the automatic); 0 gives it back to them;
+        it needs what `mamps` needs.
         """
         evse = self.evse(dev_id)
         bad = sorted(set(flags) - OVERRIDE_FLAGS)
@@ -421,8 +447,10 @@ class UserService:
             raise UserError(f"unknown override flag {bad[0]} (use C c E e U u)")
         if mamps is not None and mamps != 0 and not MIN_MAMPS <= mamps <= MAX_MAMPS:
             raise UserError(f"mamps must be 0 (no cap) or {MIN_MAMPS} to {MAX_MAMPS}")
-        if not flags and mamps is None:
-            raise UserError("nothing to override: give flags and/or mamps")
+        if phases is not None and phases not in (0, 1, 3):
+            raise UserError("phases must be 1, 3 or 0 (automatic)")
+        if not flags and mamps is None and phases is None:
+            raise UserError("nothing to override: give flags, mamps and/or phases")
         session = self.sessions.get(dev_id)
         if not is_admin:
             if cred is None:
@@ -438,6 +466,8 @@ class UserService:
             changes[key] = flag.isupper()
         if mamps is not None:
             changes["mamps"] = mamps or None
+        if phases is not None:
+            changes["phases"] = phases or None
         if session is None:
             self.sessions.set_next_overrides(dev_id, changes)
         else:

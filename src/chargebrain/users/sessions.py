@@ -20,7 +20,8 @@ from chargebrain.store.db import Store
 SESSION_NS = "session"
 PENDING_PREFIX = "pending:"
 OVERRIDE_PREFIX = "override:"
-OVERRIDE_FIELDS = frozenset({"charging_disabled", "evse_rules_off", "user_rules_off", "mamps"})
+OVERRIDE_FIELDS = frozenset({"charging_disabled", "evse_rules_off", "user_rules_off", "mamps",
+                             "phases"})
 PREAUTH_WINDOW_S = 120.0
 
 OVERRIDE_C = 1  # bit0: charging disabled
@@ -41,6 +42,7 @@ class Session:
     evse_rules_off: bool = False  # override E
     user_rules_off: bool = False  # override U
     mamps: int | None = None  # override current cap in mA
+    phases: int | None = None  # override 1 or 3 phases (a switchable box); None = automatic
     wallbox_rfid: str | None = None  # last RFID the wallbox reported during this session
 
     @property

@@ -25,16 +25,23 @@ from chargebrain.params import Params
 from chargebrain.state import StatePublisher
 
 STATIC_TYPES = {".js": "text/javascript", ".css": "text/css", ".html": "text/html"}
+PAGES = {"/ui/config": "config.html", "/ui/transactions": "transactions.html"}
 KEEPALIVE_S = 15.0  # a comment line this often keeps proxies from closing a quiet stream
 
 
 def _static_files() -> dict[str, tuple[bytes, str]]:
-    """name → (content, content type) of every file in `web/static/`, read once."""
+    """name → (content, content type) of every file in `web/static/`, read once; files in
+    its folders (`vendor/uplot/uPlot.iife.min.js`) by their path."""
     files: dict[str, tuple[bytes, str]] = {}
-    for entry in resources.files("chargebrain.web").joinpath("static").iterdir():
-        suffix = "." + entry.name.rsplit(".", 1)[-1]
-        if entry.is_file() and suffix in STATIC_TYPES:
-            files[entry.name] = (entry.read_bytes(), STATIC_TYPES[suffix])
+    folders = [("", resources.files("chargebrain.web").joinpath("static"))]
+    while folders:
+        prefix, folder = folders.pop()
+        for entry in folder.iterdir():
+            suffix = "." + entry.name.rsplit(".", 1)[-1]
+            if entry.is_dir() and not entry.name.startswith((".", "_")):
+                folders.append((f"{prefix}{entry.name}/", entry))
+            elif entry.is_file() and suffix in STATIC_TYPES:
+                files[prefix + entry.name] = (entry.read_bytes(), STATIC_TYPES[suffix])
     return files
 
 
@@ -51,7 +58,34 @@ class Dashboard:
 
     def routes(self) -> list[tuple[str, Page]]:
         return [("/", self.root), ("/ui", self.root), ("/ui/", self.index),
-                ("/ui/static/{name}", self.static), ("/ui/events", self.events)]
+                ("/ui/static/{name}", self.static), ("/ui/events", self.events),
+                ("/ui/whoami", self.whoami),
+                *[(path, self._page(name)) for path, name in PAGES.items()]]
+
+    def _page(self, name: str) -> Page:
+        """A page that holds no data itself: it reads everything through `/cnf` (whose
+        access rules apply), so it is served like the dashboard (READ access)."""
+
+        async def page(request: web.Request) -> web.StreamResponse:
+            refusal, _ = await self._refusal(request)
+            if refusal is not None:
+                return refusal
+            body, content_type = self.files[name]
+            return web.Response(body=body, content_type=content_type, charset="utf-8",
+                                headers={"Cache-Control": "no-store"})
+
+        return page
+
+    async def whoami(self, request: web.Request) -> web.StreamResponse:
+        """`GET /ui/whoami`: `{"admin": bool, "via": …, "charts": bool}` for the request's
+        credentials (`charts`: this build has the usage graphs page). Never a 401
+        challenge, so checking a password from a page does not pop up the browser's dialog;
+        a wrong password counts as a failure for the slowdown as on `/cnf`."""
+        principal = await self.auth.principal(request.headers.get("Authorization"),
+                                              request.remote or "")
+        return web.json_response({"admin": principal.is_admin, "via": principal.via,
+                                  "charts": "charts.html" in self.files},
+                                 headers={"Cache-Control": "no-store"})
 
     async def _refusal(self, request: web.Request) -> tuple[web.Response | None, bool]:
         """(401 answer or None, is_admin) for a READ request."""
@@ -118,6 +152,27 @@ class Dashboard:
             self._streams.discard(task)
             await updates.aclose()
         return response
+
+    def chart_routes(self) -> list[tuple[str, Page]]:
+        """The usage graphs page (`/ui/charts`, READ like the dashboard; its data comes from
+        `cmd=get_usage`) and the vendored chart library under `/ui/static/vendor/`."""
+        return [("/ui/charts", self.charts), ("/ui/static/vendor/{name:.+}", self.vendor)]
+
+    async def charts(self, request: web.Request) -> web.StreamResponse:
+        refusal, _ = await self._refusal(request)
+        if refusal is not None:
+            return refusal
+        body, content_type = self.files["charts.html"]
+        return web.Response(body=body, content_type=content_type, charset="utf-8",
+                            headers={"Cache-Control": "no-store"})
+
+    async def vendor(self, request: web.Request) -> web.StreamResponse:
+        found = self.files.get("vendor/" + request.match_info["name"])
+        if found is None:
+            raise web.HTTPNotFound()
+        body, content_type = found
+        return web.Response(body=body, content_type=content_type, charset="utf-8",
+                            headers={"Cache-Control": "max-age=86400"})
 
     async def close(self) -> None:
         """End every open event stream (a server stop must not wait for browsers)."""

@@ -21,7 +21,8 @@ ENV = DictEnv(NAMES, params={1: 42.0})
 FUZZ = settings(max_examples=400, deadline=None,
                 suppress_health_check=[HealthCheck.too_slow])
 
-TOKENS = ["1", "0", "2.5", ".5", "1e3", "1e308", "0x1F", "x", "y", "z", "M1.current_l1",
+TOKENS = ["1", "0", "2.5", ".5", "1e3", "1e308", "1.7976931348623157e308", "0x1F", "x", "y",
+          "z", "M1.current_l1",
           "CM.big", "nope", "+", "-", "*", "/", "%", "^", "&", "|", "&&", "||", "!", "==",
           "!=", "<", "<=", ">", ">=", "?", ":", "(", ")", ",", "min", "max", "abs", "clamp",
           "round", "sqrt", "exists", "param", "foo", ".", "=", " ", "$", "e"]
@@ -63,7 +64,8 @@ BINARY_PREC = {"||": 1, "&&": 2, "|": 3, "&": 4, "==": 5, "!=": 5, "<": 6, "<=":
 UNARY_PREC, TERNARY_PREC, ATOM_PREC = 9, 0, 11
 
 leaves = st.one_of(
-    st.sampled_from([0.0, 1.0, 2.0, 0.5, 3.0, 10.0, 1e3, 1e300]).map(lambda v: ("num", v)),
+    st.sampled_from([0.0, 1.0, 2.0, 0.5, 3.0, 10.0, 1e3, 1e300, 1.7976931348623157e308,
+                     2.0 ** 970]).map(lambda v: ("num", v)),
     st.sampled_from([*sorted(NAMES), "nope"]).map(lambda n: ("name", n)),
 )
 small = st.sampled_from([0.0, 1.0, 2.0, 3.0, 5.0]).map(lambda v: ("num", v))
@@ -186,7 +188,10 @@ def ref(node: tuple) -> float:
     a = ref(node[2])
     b = ref(node[3])
     if op in ("&", "|"):
-        return float(int(a) & int(b) if op == "&" else int(a) | int(b))
+        try:
+            return float(int(a) & int(b) if op == "&" else int(a) | int(b))
+        except OverflowError:  # the OR of two numbers near the float maximum
+            raise RefError from None
     compare = {"==": a == b, "!=": a != b, "<": a < b, "<=": a <= b, ">": a > b, ">=": a >= b}
     if op in compare:
         return float(compare[op])
@@ -282,3 +287,36 @@ def test_operator_chains_follow_the_precedence_table(chain: list[tuple[str, tupl
     assert (want is None) == (got is None), (text, want, got)
     if want is not None and got is not None:
         assert math.isclose(got, want, rel_tol=1e-9, abs_tol=1e-12), (text, want, got)
+
+
+# -- any float from the environment ---------------------------------------------------------------
+
+env_values = st.one_of(st.none(), st.floats(allow_nan=True, allow_infinity=True))
+
+
+class _RandomEnv:
+    def __init__(self, values: dict[str, float | None]) -> None:
+        self.values = values
+
+    def lookup(self, name: str) -> float | None:
+        return self.values.get(name)
+
+    def param(self, rule_id: int) -> float | None:
+        return self.values.get("x")
+
+
+@FUZZ
+@given(st.one_of(trees, operator_trees), st.dictionaries(st.sampled_from(sorted(NAMES)),
+                                                         env_values))
+def test_any_float_from_the_env_gives_a_finite_result_or_a_formula_error(
+        tree: tuple, values: dict[str, float | None]) -> None:
+    text = render(tree, True)
+    try:
+        formula = compile_formula(text)
+    except FormulaError:
+        return
+    try:
+        value = formula.evaluate(_RandomEnv(values))
+    except FormulaError:
+        return
+    assert type(value) is float and math.isfinite(value)

@@ -202,6 +202,8 @@ RUNTIME_ERRORS = [
     ("0 ^ -1", "power is not defined here", 2),
     ("y ^ 0.5", "power is not defined here", 2),
     ("sqrt(y)", "sqrt of a negative number", 0),
+    ("1.7976931348623157e308 | 2^970", "result out of range", 23),
+    ("x * 1e308 & 1", "result out of range", 2),
     ("param(1)", "unknown parameter 1", 0),
     ("nothing", "unknown name nothing", 0),
     ("x + M9.power_w", "unknown name m9.power_w", 4),
@@ -228,7 +230,7 @@ def test_values_from_the_env_that_are_not_finite_are_refused() -> None:
 
 def test_env_values_that_are_not_numbers_are_formula_errors() -> None:
     env = DictEnv({"a": "text"})  # type: ignore[dict-item]
-    for text in ("a + 1", "a < 1", "-a"):
+    for text in ("a + 1", "a < 1", "-a", "a", "min(a, 1)", "round(a)"):
         with pytest.raises(FormulaError):
             evaluate(text, env)
 

@@ -330,22 +330,34 @@ def test_legacy_modes_2_to_4_follow_the_solar_current():
 
 
 def test_legacy_mode_5_solar_surplus():
+    """Mode 5: a surplus EVSE at surplus ÷ (voltage × phases), rounded down to 100 mA; its
+    udur is the stop delay. Below the minimum the rule says what there is — the start delay,
+    the hold at the minimum through clouds and the stop are the planner's (core.plan,
+    tests/core/test_surplus.py), so the two never hold twice."""
     rule = {"mode": 5, "udur": 300}
     clock = Clock([rule], at("12:00", charge_phases=3, min_current_ma=6000))
     r = clock.step(0, surplus_w=0)
-    assert (r.limit_ma, r.surplus) == (0, True)  # night: nothing
+    assert (r.limit_ma, r.surplus, r.applied) == (0, True, True)  # night: nothing
+    r = clock.step(5, surplus_w=-2000)
+    assert (r.limit_ma, r.surplus) == (0, True)  # importing: 0, never "not a surplus EVSE"
     r = clock.step(10, surplus_w=5500)
     assert (r.limit_ma, r.surplus, r.stop_delay_s) == (7900, True, 300)  # rounded to 100 mA
     assert r.reason == "rule #1: solar surplus"
     assert clock.step(20, surplus_w=8500).limit_ma == 12300
-    assert clock.step(30, surplus_w=2000).limit_ma == 6000  # cloud: held at the minimum
-    assert clock.step(319, surplus_w=2000).limit_ma == 6000  # udur from the last sun (20 s)
-    assert clock.step(320, surplus_w=2000).limit_ma == 0  # longer than udur: stops
-    assert clock.step(340, surplus_w=3500).limit_ma == 0  # 5.07 A does not cover 6 A
-    assert clock.step(350, surplus_w=4200).limit_ma == 6000  # covers the minimum: starts
-    # on one phase 1.4 kW is enough
+    assert clock.step(30, surplus_w=2000).limit_ma == 2800  # cloud: what there is
+    # on one phase 1.4 kW is a 6 A current
     one = Clock([rule], at("12:00", charge_phases=1))
     assert one.step(0, surplus_w=1400).limit_ma == 6000
+
+
+def test_legacy_mode_5_with_its_own_solar_threshold_holds_for_udur():
+    """A `solar` threshold (mA) is the rule's own condition, with udur as its undercut."""
+    rule = {"mode": 5, "udur": 300, "solar": 7000}
+    clock = Clock([rule], at("12:00", charge_phases=3, min_current_ma=6000))
+    assert clock.step(0, surplus_w=5500).limit_ma == 7900
+    assert clock.step(30, surplus_w=2000).limit_ma == 6000  # below: held at the minimum
+    assert clock.step(299, surplus_w=2000).limit_ma == 6000
+    assert clock.step(300, surplus_w=2000).limit_ma == 0  # longer than udur: stops
 
 
 def test_legacy_mode_5_with_a_night_rule_like_the_reference_tip():

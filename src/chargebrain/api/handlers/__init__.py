@@ -8,11 +8,13 @@ from chargebrain.api.handlers import (
     modbus,
     modbus_generic,
     sim,
+    usage,
     users,
     vars,
 )
 
-HANDLER_MODULES = [modbus, devices, sim, ajax, users, vars, modbus_generic, explain]
+HANDLER_MODULES = [modbus, devices, sim, ajax, users, vars, modbus_generic, explain,
+                   usage]
 
 
 def all_commands() -> dict[str, Command]:

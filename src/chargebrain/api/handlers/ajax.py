@@ -91,7 +91,9 @@ async def set_ajax_evse(app: ChargeBrain, req: ApiRequest) -> dict[str, Any]:
     assert isinstance(config, EvseConfig)
     policy = int(app.params["disable_policy"])
     if not app.params["lb_enabled"] or not device.enabled:
-        return control_answer(device, policy_setpoint(config, policy))
+        # observation mode: what a cfos_mqtt/ctl message holds for it (mqtt/ctl.py), if any
+        held = app.mqtt.ctl.held(device.dev_id) if device.enabled else None
+        return control_answer(device, held or policy_setpoint(config, policy))
     cycle = app.cycle
     if cycle.stopping:  # control given up: what stop() left it with, else disable_policy
         return control_answer(device, driver.setpoint or policy_setpoint(config, policy))

@@ -6,7 +6,7 @@ Credentials as parameters (the original leaves their names open; these are ours)
 - `set_user` (POST one user object): create needs admin; an update may also be sent by the user,
   the body's `id` being the credential.
 - `enter_rfid&rfid=<PIN/RFID or user id>[&dev_id=E1]`: the credential itself; public.
-- `override_device&dev_id=E1&flags=Cc…&mamps=16000[&rfid=<PIN/RFID or user id>]`.
+- `override_device&dev_id=E1&flags=Cc…&mamps=16000[&phases=1|3|0][&rfid=<PIN/RFID or user id>]`.
 - `get_transactions[&user=<user id> | &rfid=<PIN/RFID>][&dev_id=E1][&from=ts][&to=ts]`
   `[&format=csv]`: admin sees all (`user=` filters); a user sees their own.
 
@@ -123,6 +123,13 @@ async def get_new_user_id(app: ChargeBrain, req: ApiRequest) -> Any:
     return app.users.new_user_id()
 
 
+async def learn_rfid(app: ChargeBrain, req: ApiRequest) -> Any:
+    """The "learn the next card" window (admin): `start=1` opens it for 60 s; every call answers
+    `{"open", "remaining_s", "rfid", "dev_id"}`, the first card a wallbox reported in the window
+    (null until one is), so a new user's card need not be typed in."""
+    return app.users.learn_card(app.devices.clock(), start=req.flag("start"))
+
+
 # -- authorisation at the EVSE ----------------------------------------------------------------
 
 async def enter_rfid(app: ChargeBrain, req: ApiRequest) -> Any:
@@ -140,16 +147,18 @@ async def enter_rfid(app: ChargeBrain, req: ApiRequest) -> Any:
 
 
 async def override_device(app: ChargeBrain, req: ApiRequest) -> Any:
-    """Session overrides until unplug: flags C/c E/e U/u and `mamps` (see UserService)."""
+    """Session overrides until unplug: flags C/c E/e U/u, `mamps` and `phases` (see
+    UserService.override)."""
     is_admin = req.principal.is_admin
     if not is_admin and not req.has("rfid"):
         raise _unauthorised(req, "admin password or the user's PIN/RFID")
     dev_id = req.required_text("dev_id")
     flags = req.text("flags", "") or ""
     mamps = req.integer("mamps")
+    phases = req.integer("phases")
     cred = None if is_admin else await _credential(app, req, ("rfid",))
     try:
-        app.users.override(dev_id, flags, mamps, is_admin=is_admin, cred=cred)
+        app.users.override(dev_id, flags, mamps, is_admin=is_admin, cred=cred, phases=phases)
     except UserError as err:
         raise _api_error(err) from None
     app.cycle.refresh_gate(dev_id)  # get_dev_info shows it now; the next plan follows at once
@@ -203,6 +212,7 @@ COMMANDS: dict[str, Command] = {
     "set_user": Command(set_user, Access.CHECKED),
     "del_user": Command(del_user, Access.ADMIN),
     "get_new_user_id": Command(get_new_user_id, Access.ADMIN),
+    "learn_rfid": Command(learn_rfid, Access.ADMIN),
     "enter_rfid": Command(enter_rfid, Access.PUBLIC),
     "override_device": Command(override_device, Access.CHECKED),
     "get_transactions": Command(get_transactions, Access.CHECKED),

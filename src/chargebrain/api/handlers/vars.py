@@ -4,9 +4,14 @@
   formula); `clear=1` deletes every variable first (alone, it just clears); `tmp=1` keeps the
   change in memory only.
 - POST `set_cm_vars[&clear=1][&tmp=1]` with `{"vars": [{"name": "var1", "expr": 1.5}, …]}`;
-  the answer of get_cm_vars is accepted as a body too (`value` is ignored).
-- `get_cm_vars` → `{"vars": [{"name", "expr", "value"}, …]}` sorted by name; a formula's value
-  is null while no formula engine evaluates it.
+  the answer of get_cm_vars is accepted as a body too (`value`, `error` and `predefined` are
+  ignored).
+- `get_cm_vars` → `{"vars": [{"name", "expr", "value"[, "error"]}, …], "predefined": [{"name",
+  "value", "writable"}, …]}`, vars sorted by name; a formula's value is its value now, null
+  (with `error`: the message and position) when it fails.
+- the predefined names (`_num_charging` …) are read-only, except `_max_total_current_prc`,
+  which sets the param `max_total_cur_prc`; a formula that does not compile is refused with
+  its position.
 The domain is `app.cm_vars` (chargebrain/cmvars.py). Every refusal is HTTP 400 and changes
 nothing.
 """
@@ -23,8 +28,8 @@ if TYPE_CHECKING:
     from chargebrain.api.request import ApiRequest
     from chargebrain.app import ChargeBrain
 
-BODY_KEYS = frozenset({"vars"})
-VAR_KEYS = frozenset({"name", "expr", "value"})
+BODY_KEYS = frozenset({"vars", "predefined"})  # `predefined` (of a get answer) is ignored
+VAR_KEYS = frozenset({"name", "expr", "value", "error"})
 
 
 def _body_items(req: ApiRequest) -> list[tuple[Any, Any]]:
@@ -84,8 +89,8 @@ async def set_cm_vars(app: ChargeBrain, req: ApiRequest) -> str:
 
 
 async def get_cm_vars(app: ChargeBrain, req: ApiRequest) -> dict[str, Any]:
-    """Every variable with its expr and current value."""
-    return {"vars": app.cm_vars.as_list()}
+    """Every variable with its expr and current value, and the predefined values."""
+    return {"vars": app.cm_vars.as_list(), "predefined": app.cm_vars.predefined_list()}
 
 
 COMMANDS: dict[str, Command] = {

@@ -137,7 +137,9 @@ def tokenize(text: str) -> list[tuple[str, object, int]]:
 # ("and"/"or", a, b), ("tern", c, a, b), ("call", func, args, names); each with its position
 # last. They are what the parser makes and what the compiler turns into closures.
 
-_BINARY = {  # operator → (precedence, right-associative)
+# operator → (precedence, right-associative); unary operators bind tighter than all of them
+# (`_Parser.unary`), the ternary looser (`_Parser.expr`)
+_BINARY = {
     "||": (1, False), "&&": (2, False), "|": (3, False), "&": (4, False),
     "==": (5, False), "!=": (5, False),
     "<": (6, False), "<=": (6, False), ">": (6, False), ">=": (6, False),
@@ -145,7 +147,6 @@ _BINARY = {  # operator → (precedence, right-associative)
     "*": (8, False), "/": (8, False), "%": (8, False),
     "^": (10, True),
 }
-_UNARY_PREC = 9  # binds tighter than * but looser than ^ ... see _Parser.unary
 ARITY = {"min": (1, None), "max": (1, None), "abs": (1, 1), "clamp": (3, 3), "round": (1, 1),
          "sqrt": (1, 1), "exists": (1, 1), "param": (1, 1)}
 
@@ -440,14 +441,22 @@ def _arith(op: str, a: Fn, b: Fn, pos: int) -> Fn:
 
 
 def _bitwise(op: str, a: Fn, b: Fn, pos: int) -> Fn:
+    """& | on the integer parts; the result must fit a float again (the OR of two numbers
+    near the float maximum may not)."""
     def to_int(x: float) -> int:
         try:
             return int(x)
         except (ValueError, OverflowError):
             raise _range_error(pos) from None
+
+    def to_float(n: int) -> float:
+        try:
+            return float(n)
+        except OverflowError:
+            raise _range_error(pos) from None
     if op == "&":
-        return lambda env: float(to_int(a(env)) & to_int(b(env)))
-    return lambda env: float(to_int(a(env)) | to_int(b(env)))
+        return lambda env: to_float(to_int(a(env)) & to_int(b(env)))
+    return lambda env: to_float(to_int(a(env)) | to_int(b(env)))
 
 
 def _call(func: str, args: tuple[Fn, ...], raw: tuple[tuple, ...], pos: int) -> Fn:
@@ -576,7 +585,7 @@ def _fold(fn: Fn, const: bool) -> tuple[Fn, float | None]:
         return fn, None
     try:
         value = fn(_NO_ENV)  # type: ignore[arg-type]
-    except (FormulaError, LookupError):
+    except (FormulaError, LookupError, ArithmeticError, ValueError, TypeError):
         return fn, None
     value = float(value)
     return _const(value), value
@@ -597,6 +606,8 @@ class Formula:
     def evaluate(self, env: FormulaEnv) -> float:
         try:
             r = self._fn(env)
+            if -_FLOAT_MAX <= r <= _FLOAT_MAX:
+                return float(r)
         except FormulaError:
             raise
         except RecursionError:
@@ -604,8 +615,6 @@ class Formula:
         except (ArithmeticError, ValueError, TypeError) as err:
             # an environment that handed back something that is not a number
             raise FormulaError(f"cannot evaluate ({type(err).__name__})") from None
-        if -_FLOAT_MAX <= r <= _FLOAT_MAX:
-            return float(r)
         raise FormulaError("result is not a finite number")
 
     def __repr__(self) -> str:

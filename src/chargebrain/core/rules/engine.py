@@ -390,8 +390,12 @@ def _legacy_condition(step: Step, run: _Run) -> bool:
         if level is None or level > c.price_level:
             return False
     if c.threshold == "surplus":
-        need = c.threshold_ma or ctx.min_current_ma
-        return _quantity("surplus", step, run) >= need
+        # Mode 5 without its own `solar` threshold: whether the surplus covers the minimum,
+        # and for how long (start delay, the `udur` hold through clouds), is the planner's
+        # call (core.plan): the rule only says "a surplus EVSE now" (its window, days, input).
+        if not c.threshold_ma:
+            return True
+        return _quantity("surplus", step, run) >= c.threshold_ma
     if c.threshold == "solar" and c.threshold_ma:
         return _quantity("solar", step, run) >= c.threshold_ma
     return True
@@ -473,7 +477,8 @@ def _legacy_act(step: Step, run: _Run) -> None:
         run.value = ctx.max_current_ma + amount
     elif mode == 5:
         step_ma = max(1, ctx.step_ma)
-        run.value = math.floor(_quantity("surplus", step, run) / step_ma) * step_ma
+        # no surplus (grid import) is 0, never the −1 that opts out of surplus charging
+        run.value = max(0.0, math.floor(_quantity("surplus", step, run) / step_ma) * step_ma)
     else:
         solar = _quantity("solar", step, run)
         run.value = {2: solar, 3: solar + amount, 4: solar - amount}[mode]

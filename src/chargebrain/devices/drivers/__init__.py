@@ -5,11 +5,12 @@
 | `evse_powerbrain`, `meter_powerbrain` | powerbrain.py (built-in register model, or Modbus TCP) |
 | `evse_ajax`, `meter_ajax` | ajax.py (pushed by set_ajax_evse / set_ajax_meter) |
 | `evse_sim`, `meter_sim` | sim.py (virtual car, constant load) |
-| `meter_sdm630`, `meter_abb_b23_b24`, … (Modbus definitions) | modbus_meter.py |
+| `meter_sdm630`, `meter_abb_b23_b24`, … (Modbus definitions, TCP or RTU) | modbus_meter.py |
 | `meter_shelly_3em`, … (HTTP/JSON definitions) | http_meter.py |
 | `meter_sunspec` | sunspec.py (model chain discovered) |
 | `evse_cm` | cm.py (a cascaded charging manager over its HTTP API) |
 | `evse_ocpp` | ocpp.py (a connector of a box on the OCPP 1.6J server, chargebrain.ocpp) |
+| `meter_expression` | none: expression.py holds its state, the control cycle computes it |
 | `evse_group`, `meter_virtual_*` | none (groups are limits; virtual meters are computed) |
 """
 
@@ -74,7 +75,7 @@ def build_driver(config: cfg.DeviceConfig, *, voltage_v: int,
     if config.dev_type == "meter_sunspec":
         if not config.address:
             return Unusable("no address configured")
-        return SunSpecMeter(cfg.parse_host_port(config.address, ""), config.id, timeout_s,
+        return SunSpecMeter(cfg.parse_meter_address(config.address), config.id, timeout_s,
                             voltage_v=voltage_v)
     if info.family in (Family.MODBUS_DEF, Family.HTTP_DEF):
         definition = active_catalog().get(config.dev_type)
@@ -84,7 +85,7 @@ def build_driver(config: cfg.DeviceConfig, *, voltage_v: int,
             return Unusable("no address configured")
         if info.family is Family.HTTP_DEF:
             return HttpMeter(definition, config.address, timeout_s, voltage_v=voltage_v)
-        endpoint = cfg.parse_host_port(config.address, "")
+        endpoint = cfg.parse_meter_address(config.address)
         return ModbusMeter(definition, endpoint, config.id, timeout_s, voltage_v=voltage_v)
     return None
 

@@ -9,6 +9,12 @@ device's `password`. Each read fetches its `get_dev_info`:
   `phase_rotation` applied), are the wallbox's draw; their power and energy are summed;
 - the state is charging if any of its wallboxes charges, else vehicle detected if any has a
   car, else standby.
+- its minimum is the smallest `min_charging_cur` among its wallboxes with a car connected
+  (none connected: no minimum of its own, the master's configured one counts), rounded up to
+  a whole percent of the slave's limit (the share below is whole percent). The smallest,
+  not the sum: it is what the slave needs to start its first car, so the master admits the
+  slave as soon as one of its cars can charge, and the slave admits further cars within the
+  allotment as it grows (a sum would keep every car waiting until all fit at once).
 
 The mechanism for the limit: `apply()` sets the slave's `max_total_cur_prc` to the master's
 setpoint as a whole percentage of the slave's site limit, rounded down, so the slave's own load
@@ -38,6 +44,7 @@ from chargebrain.devices.base import (
 from chargebrain.units import rotate_phases
 
 MAX_ANSWER_BYTES = 5_000_000
+PLUGGED = (STATE_VEHICLE_DETECTED, STATE_CHARGING, STATE_VENTILATION)
 
 
 class CmEvse:
@@ -100,7 +107,7 @@ class CmEvse:
         prc = int(params.get("max_total_cur_prc", 100))
         currents = [0, 0, 0]
         power = energy = 0
-        has_energy, states = False, []
+        has_energy, states, minima = False, [], []
         for dev in info["devices"]:
             if not dev.get("is_evse") or dev.get("dev_type") == "evse_group" \
                     or dev.get("com_err"):
@@ -113,6 +120,8 @@ class CmEvse:
                 energy += int(dev["total_energy"])
                 has_energy = True
             states.append(int(dev.get("state", STATE_STANDBY)))
+            if int(dev.get("state", STATE_STANDBY)) in PLUGGED:
+                minima.append(int(dev.get("min_charging_cur", 0)))
         if STATE_CHARGING in states or STATE_VENTILATION in states:
             state = STATE_CHARGING
         elif STATE_VEHICLE_DETECTED in states:
@@ -130,7 +139,16 @@ class CmEvse:
             current_limit_ma=self.limit_ma * prc // 100,
             offered_ma=self.limit_ma * prc // 100,
             enabled=prc > 0,
+            min_current_ma=self._min_share_ma(min(minima)) if minima else 0,
         )
+
+    def _min_share_ma(self, need_ma: int) -> int:
+        """The least allotment whose whole-percent share (rounded down, `share_prc`) still
+        gives the slave `need_ma`: rounded up to a whole percent of its limit."""
+        if self.limit_ma <= 0:
+            return need_ma
+        prc = min(100, -(-need_ma * 100 // self.limit_ma))
+        return -(-prc * self.limit_ma // 100)
 
     def share_prc(self, setpoint: EvseSetpoint) -> int:
         """The slave's `max_total_cur_prc` for `setpoint`: whole percent, rounded down."""

@@ -1,6 +1,9 @@
 """From the named values of a defined meter (Modbus or HTTP) to a `MeterReading`.
 
-The values are already in the definition's target units (V, mA, W, Wh). What a meter does
+`compute` adds the definition's `expr` variables (formulas over the other variables, e.g.
+`power_w_l1 = current_l1 * voltage_l1 / 1000`); one that cannot be computed is missing and
+named in the problems the driver reports (`read_problem`, shown as `last_error` without a COM
+error). The values are already in the definition's target units (V, mA, W, Wh). What a meter does
 not provide is derived, as the original does: per-phase currents from per-phase power and
 voltage, total power from the per-phase powers, else from the apparent power (then the
 reading says `is_va`), else from voltage × current. Voltages a meter does not report are the
@@ -13,6 +16,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 
+from chargebrain.core.formula import FormulaError
 from chargebrain.devices.base import MeterReading
 from chargebrain.devices.definitions import MeterDefinition
 
@@ -30,6 +34,44 @@ def _number(values: Mapping[str, Value], name: str) -> float | None:
     if value is None or not math.isfinite(value):
         return None
     return value
+
+
+class _Numbers:
+    """The formula environment of `compute`: the meter's numeric values by lowercased name
+    (no rule parameters in a meter definition)."""
+
+    def __init__(self, numbers: dict[str, float]) -> None:
+        self.lookup = numbers.get
+
+    def param(self, rule_id: int) -> float | None:
+        return None
+
+
+def compute(definition: MeterDefinition, values: Mapping[str, Value]
+            ) -> tuple[dict[str, Value], list[str]]:
+    """`values` with the definition's `expr` variables computed (in dependency order), and
+    what could not be computed: a variable whose formula fails (a value it uses is missing or
+    not a number, a division by zero…) is left out and named in the problems; the others
+    stay as they are."""
+    out = dict(values)
+    if not definition.computed:
+        return out, []
+    numbers = {name.lower(): n for name in out if (n := _number(out, name)) is not None}
+    env = _Numbers(numbers)  # the live dict: each result joins it for the variables after
+    problems = []
+    for variable in definition.computed:
+        assert variable.formula is not None
+        try:
+            result = variable.formula.evaluate(env) * variable.resolution
+        except FormulaError as err:
+            problems.append(f"{variable.name}: cannot compute {variable.expr!r} ({err})")
+            continue
+        if not math.isfinite(result):
+            problems.append(f"{variable.name}: {variable.expr!r} is not a finite number")
+            continue
+        out[variable.name] = result
+        numbers[variable.name.lower()] = result
+    return out, problems
 
 
 def model_text(definition: MeterDefinition, values: Mapping[str, Value]) -> str:

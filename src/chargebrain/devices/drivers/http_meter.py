@@ -5,7 +5,8 @@ empty for the device's address itself) and a `query` into the JSON answer
 (devices/json_query.py) or a `regex` for answers that are not JSON (the whole match, or the
 first group). Every URL is fetched once per read, all of them concurrently, with aiohttp's
 client and the device's timeout; a refused connection, a timeout, an HTTP error status, an
-answer that is not JSON or a query that finds nothing are `DeviceError`s (COM errors).
+answer that is not JSON or a query that finds nothing are `DeviceError`s (COM errors). Then the
+`expr` variables are computed from the values read (defined.compute).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import aiohttp
 
 from chargebrain.devices.base import DeviceError, MeterReading
 from chargebrain.devices.definitions import MeterDefinition, Variable
-from chargebrain.devices.drivers.defined import Value, meter_reading
+from chargebrain.devices.drivers.defined import Value, compute, meter_reading
 from chargebrain.devices.json_query import QueryError, parse_query, run_query
 
 MAX_ANSWER_BYTES = 1_000_000
@@ -43,6 +44,7 @@ class HttpMeter:
         self._session: aiohttp.ClientSession | None = None
         self._once: dict[str, Value] | None = None
         self._last: tuple[float, MeterReading] | None = None
+        self.read_problem = ""  # `expr` variables the last read could not compute
 
     def url(self, variable: Variable) -> str:
         """The URL a variable is read from."""
@@ -62,8 +64,9 @@ class HttpMeter:
         values = {v.name: self._value(v, answers[self.url(v)]) for v in wanted}
         if self._once is None:
             self._once = {v.name: values[v.name] for v in self._read if v.once}
-        reading = meter_reading(self.definition, {**self._fixed, **self._once, **values},
-                                self.voltage_v)
+        values, problems = compute(self.definition, {**self._fixed, **self._once, **values})
+        self.read_problem = "; ".join(problems)
+        reading = meter_reading(self.definition, values, self.voltage_v)
         self._last = (now_s, reading)
         return reading
 

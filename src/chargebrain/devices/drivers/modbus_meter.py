@@ -1,11 +1,13 @@
 """Modbus meters from a meter definition (`meter_sdm630`, `meter_abb_b23_b24`, user files…).
 
 One driver for every rtype-0 definition: the variables' registers are read over the shared
-Modbus TCP connection to the device's `host:port` (chargebrain.modbus.client, one connection
-per endpoint however many meters sit behind a gateway), batched into as few requests as the
+Modbus connection to the device's `host:port` (TCP) or serial port (RTU, `/dev/ttyUSB0,9600,8N1`)
+(chargebrain.modbus.client: one connection per endpoint however many meters sit behind a
+gateway or on one bus, requests on it one at a time), batched into as few requests as the
 definition allows (`modbus_read_max_registers`; with `modbus_allow_gaps` unused registers
 between variables are read along, else every run of adjacent registers is its own request),
-decoded by the one codec (type, word order) and multiplied by each variable's `resolution`.
+decoded by the one codec (type, word order) and multiplied by each variable's `resolution`;
+then the `expr` variables are computed from them (defined.compute).
 Identity variables (`once`) are read on the first successful read only. A raw value listed in
 the definition's `reserved` counts as 0. Failures are `DeviceError`s (the registry turns them
 into the COM-error status); the next read reconnects.
@@ -15,17 +17,17 @@ from __future__ import annotations
 
 from chargebrain.devices.base import DeviceError, MeterReading
 from chargebrain.devices.definitions import MeterDefinition, Variable
-from chargebrain.devices.drivers.defined import Value, meter_reading
-from chargebrain.modbus.address import Endpoint
+from chargebrain.devices.drivers.defined import Value, compute, meter_reading
+from chargebrain.modbus.address import AnyEndpoint
 from chargebrain.modbus.batch import Span, cover_gaps
 from chargebrain.modbus.client import Connection, ModbusError, ModbusPool, shared_pool
 from chargebrain.modbus.codec import CodecError, DataType, decode
 
 
 class ModbusMeter:
-    """A meter read through its definition over Modbus TCP."""
+    """A meter read through its definition over Modbus TCP or RTU."""
 
-    def __init__(self, definition: MeterDefinition, endpoint: Endpoint, unit: int,
+    def __init__(self, definition: MeterDefinition, endpoint: AnyEndpoint, unit: int,
                  timeout_s: float, *, voltage_v: int, pool: ModbusPool | None = None) -> None:
         self.definition = definition
         self.endpoint, self.unit, self.timeout_s = endpoint, unit, timeout_s
@@ -40,6 +42,7 @@ class ModbusMeter:
         self._identity: dict[str, Value] | None = None
         self._last: tuple[float, MeterReading] | None = None
         self.requests = 0  # Modbus requests this driver made (for tests and benchmarks)
+        self.read_problem = ""  # `expr` variables the last read could not compute
 
     def _connection(self) -> Connection:
         if self._pool is None:
@@ -54,6 +57,8 @@ class ModbusMeter:
         if self._identity is None:
             self._identity = await self._read_variables(self._once)
         values = {**self._fixed, **self._identity, **await self._read_variables(self._periodic)}
+        values, problems = compute(self.definition, values)
+        self.read_problem = "; ".join(problems)
         reading = meter_reading(self.definition, values, self.voltage_v)
         self._last = (now_s, reading)
         return reading

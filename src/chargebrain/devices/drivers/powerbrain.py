@@ -195,6 +195,7 @@ class PowerBrainEvse:
             rfid_seq=int(block["detected_rfids"]),  # the same card twice still counts
             cp_state=cp_text,
             pp_state=f"{cable_da // 10} A cable" if cable_da else "no cable",
+            inputs=int(block["s0_inputs"]) & 0x3,  # bits 0/1: the two S0 inputs
             # s0_inputs bit 8: the box may switch phases while a car is plugged in
             phase_switching=bool(int(block["s0_inputs"]) & 0x100) or state == STATE_STANDBY,
         )

@@ -2,6 +2,8 @@
 // polling /cnf?cmd=get_dev_info while the stream is down. Text only: names and reasons from the
 // configuration are set with textContent, never parsed as markup.
 
+import {api, frame, h, isAdmin, signin} from "/ui/static/common.js";
+
 const POLL_MS = 3000;
 const STATES = {1: "Standby", 2: "Car connected", 3: "Charging", 4: "Charging (ventilation)",
                 5: "Error", 6: "Offline"};
@@ -34,6 +36,7 @@ function tile(container, d, rows) {
     h.appendChild(document.createElement("span")).className = "id";
     el.appendChild(document.createElement("div")).className = "state";
     el.appendChild(document.createElement("table"));
+    Object.assign(el.appendChild(document.createElement("a")), {className: "graph", textContent: "Usage graph", href: `/ui/charts#${encodeURIComponent(d.dev_id)}`});
     container.appendChild(el);
   }
   $(".name", el).textContent = d.name || d.dev_id;
@@ -56,12 +59,49 @@ function tile(container, d, rows) {
   return el;
 }
 
+// Session overrides from the tiles (override_device): the admin, or a user signed in with their
+// id/PIN (the API decides whether that user may act at that wallbox). Visitors get no controls.
+let control = null;  // null: no controls; else the credential parameters to send
+isAdmin().then((admin) => {
+  const s = signin();
+  if (admin) control = {};
+  else if (s && s.kind === "user") control = {rfid: s.secret};
+});
+
+function controls(el, d) {
+  let box = $(".controls", el);
+  if (!box) {
+    const msg = h("span", {class: "form-status", role: "status"});
+    const send = async (params) => {
+      const r = await api("override_device", {dev_id: d.dev_id, ...control, ...params});
+      msg.textContent = r.ok ? "" : r.error;
+    };
+    const limitId = `limit-${d.dev_id}`;
+    const limit = h("input", {type: "number", id: limitId, min: 0, max: 1000, step: 1, class: "limit"});
+    box = h("div", {class: "controls"},
+      h("button", {type: "button", class: "pause", onclick: (ev) =>
+        send({flags: ev.target.dataset.paused === "1" ? "c" : "C"})}),
+      h("form", {class: "limit-form", onsubmit: (ev) => {
+        ev.preventDefault();
+        send({mamps: limit.value === "" ? 0 : Math.round(Number(limit.value) * 1000)});
+      }}, h("label", {for: limitId}, "Limit (A)"), limit, h("button", {type: "submit"}, "Set")),
+      msg);
+    el.append(box);
+  }
+  const paused = (d.overrides & 1) === 1;
+  const button = $(".pause", box);
+  button.dataset.paused = paused ? "1" : "0";
+  button.textContent = paused ? "Resume charging" : "Pause charging";
+}
+
 function evseTile(container, d) {
   const group = d.dev_type === "evse_group";
   const rows = [["power", "Power", watts(d.power_w)], ["currents", "Current L1/L2/L3", currents(d)]];
   if (!group) {
     rows.push(["setpoint", "Setpoint", d.charging_enabled ? amps(d.last_set_charging_cur) : "not enabled"]);
     if (d.lreason) rows.push(["reason", "Reason", d.lreason]);
+    if (d.overrides & 1) rows.push(["override", "Override", "charging paused until unplug"]);
+    if (d.ov_cur) rows.push(["ovcur", "Session limit", amps(d.ov_cur)]);
     if (d.paused) rows.push(["paused", "Paused", `${duration(d.pause_time)}${d.pause_reason ? ": " + d.pause_reason : ""}`]);
     rows.push(["energy", "Energy", kwh(d.total_energy)]);
   } else {
@@ -75,6 +115,7 @@ function evseTile(container, d) {
   el.classList.toggle("error", d.state === 5);
   el.classList.toggle("offline", d.state === 6);
   el.classList.toggle("paused", !!d.paused);
+  if (!group && control !== null) controls(el, d);
 }
 
 function meterTile(container, d) {
@@ -149,4 +190,5 @@ function connect() {
   });
 }
 
+frame("/ui/");
 connect();

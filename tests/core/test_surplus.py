@@ -1,0 +1,338 @@
+"""PV-surplus hysteresis and 1p/3p switching of the pure planner, on a fake clock (evcc style
+tables: a surplus profile in, the setpoints out).
+
+A small world: one surplus wallbox (min 6 A, max 16 A, a three-phase car), a house drawing
+`HOUSE_W`, PV the table sets, and the site's grid meter measuring house + car − PV. One step
+is `STEP_S` seconds: the planner sees the meter and what the car draws, and the car draws the
+new setpoint from the next step on (on the phases the planner chose for a switchable box).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+
+import pytest
+
+from chargebrain.core.model import EvseTimers
+from chargebrain.core.plan import plan
+from chargebrain.core.site import (
+    EvseInput,
+    MeterInput,
+    MeterRole,
+    PlanMemory,
+    SiteInput,
+    SiteSettings,
+)
+
+VOLT = 230
+STEP_S = 10.0
+HOUSE_W = 0
+T0 = 1_000_000.0
+
+SETTINGS = SiteSettings(max_total_current_ma=63000, max_imbalance_ma=0,
+                        surplus_start_delay_s=60, surplus_stop_delay_s=300,
+                        min_run_time_s=300, min_pause_time_s=300, surplus_step_ma=100,
+                        phase_switch_delay_s=300, max_phase_switches=4)
+
+
+@dataclass
+class Sim:
+    """The wallbox, its car and the site's grid meter, stepped on a fake clock."""
+
+    settings: SiteSettings = SETTINGS
+    switchable: bool = False
+    phases_known: bool = True
+    car_phases: int = 3
+    stop_delay_s: float = 0.0  # the EVSE's own (rule) stop delay
+    forced_phases: int = 0
+    house_w: int = HOUSE_W
+    battery_w: int | None = None  # a home battery meter (+ charging, − discharging)
+    now: float = T0
+    memory: PlanMemory = field(default_factory=PlanMemory)
+    told_ma: int = 0
+    one_phase: bool = False
+    learned: bool = False  # the car has shown its phases (inputs.py learns them)
+    starts: int = 0
+    toggles: int = 0  # contactor changes: on ↔ off
+    log: list[tuple[float, int, int, bool]] = field(default_factory=list)
+
+    def draw(self) -> tuple[int, int, int]:
+        c = self.told_ma
+        if c <= 0:
+            return (0, 0, 0)
+        if self.one_phase or self.car_phases == 1:
+            return (c, 0, 0)
+        return (c, c, c)
+
+    def step(self, pv_w: int) -> int:
+        draw = self.draw()
+        if any(draw):
+            self.learned = True
+        per_phase = round((self.house_w - pv_w) * 1000 / (3 * VOLT))
+        grid = tuple(per_phase + d for d in draw)
+        meters = [MeterInput("M1", MeterRole.GRID, currents_ma=grid,  # type: ignore[arg-type]
+                             power_w=round(sum(grid) * VOLT / 1000), read_at_s=self.now)]
+        if self.battery_w is not None:
+            meters.append(MeterInput("M2", MeterRole.STORAGE_HOME, currents_ma=None,
+                                     power_w=self.battery_w, read_at_s=self.now))
+        known = self.phases_known or self.learned
+        mask = (0b111 if self.car_phases == 3 else 0b001) if known else 0b111
+        evse = EvseInput("E1", connected=True, charging=any(draw), measured_ma=draw,
+                         phases_mask=mask, surplus=True, phase_switching=self.switchable,
+                         surplus_stop_delay_s=self.stop_delay_s, phases_known=known,
+                         forced_phases=self.forced_phases)
+        result = plan(SiteInput(self.settings, (), tuple(meters), (evse,)), self.memory,
+                      self.now)
+        self.memory = result.memory
+        sp = result.setpoints["E1"]
+        if sp.one_phase is not None:
+            self.one_phase = sp.one_phase
+        if (sp.current_ma > 0) != (self.told_ma > 0):
+            self.toggles += 1
+            if sp.current_ma > 0:
+                self.starts += 1
+        self.told_ma = sp.current_ma
+        self.log.append((self.now - T0, sp.current_ma, round(result.diagnostics.surplus_w),
+                         self.one_phase))
+        self.reason = sp.reason
+        self.now += STEP_S
+        return sp.current_ma
+
+    def run(self, pv_w: int, seconds: float) -> list[int]:
+        return [self.step(pv_w) for _ in range(round(seconds / STEP_S))]
+
+    @property
+    def timers(self) -> EvseTimers:
+        return self.memory.evses["E1"]
+
+
+# --------------------------------------------------------------------------- start
+
+
+def test_starts_only_after_the_start_delay_at_exactly_the_three_phase_minimum():
+    sim = Sim()
+    got = sim.run(4140, 100)  # 3 × 6 A × 230 V
+    assert got[:6] == [0] * 6  # t = 0 … 50 s
+    assert got[6] == 6000  # t = 60 s
+    assert sim.starts == 1
+
+
+def test_one_watt_short_of_the_minimum_never_starts():
+    sim = Sim()
+    assert set(sim.run(4139, 600)) == {0}
+    assert sim.reason.code == "surplus_limit"
+
+
+def test_a_dip_during_the_start_delay_restarts_it():
+    sim = Sim()
+    sim.run(5000, 50)
+    sim.run(3000, 10)  # one sample below the minimum
+    got = sim.run(5000, 100)
+    assert got[:6] == [0] * 6 and got[6] > 0
+
+
+def test_the_current_follows_the_surplus_rounded_down_to_the_step():
+    sim = Sim()
+    sim.run(5500, 100)
+    assert sim.told_ma == 7900  # 5500 / 690 = 7.97 A
+    coarse = Sim(settings=replace(SETTINGS, surplus_step_ma=1000))
+    coarse.run(5500, 100)
+    assert coarse.told_ma == 7000
+    fine = Sim(settings=replace(SETTINGS, surplus_step_ma=1))
+    fine.run(5500, 100)
+    assert fine.told_ma == 7971
+    big = Sim()
+    big.run(20000, 100)
+    assert big.told_ma == 16000  # its maximum
+
+
+# --------------------------------------------------------------------------- stop / clouds
+
+
+@pytest.mark.parametrize(("stop_delay_s", "cloud_s", "keeps"), [
+    (600, 300, True),  # a 300 s cloud, stop delay 600: kept at the minimum all along
+    (600, 700, False),  # a longer one: stops after 600 s
+    (300, 200, True),
+    (300, 400, False),
+])
+def test_clouds_against_the_stop_delay(stop_delay_s, cloud_s, keeps):
+    sim = Sim(stop_delay_s=stop_delay_s)
+    sim.run(6000, 400)
+    assert sim.told_ma > 6000
+    cloud = sim.run(1000, cloud_s)
+    held = round(stop_delay_s / STEP_S)
+    assert all(c == 6000 for c in cloud[:held]), sim.log
+    if keeps:
+        assert sim.reason.code == "surplus_hold"
+        after = sim.run(6000, 60)
+        assert all(c > 6000 for c in after), sim.log
+        assert sim.starts == 1
+    else:
+        assert all(c == 0 for c in cloud[held:]), sim.log
+        assert sim.timers.pause_held  # the minimum pause holds after a surplus stop
+
+
+def test_the_param_stop_delay_applies_when_the_evse_has_none():
+    sim = Sim(stop_delay_s=0, settings=replace(SETTINGS, surplus_stop_delay_s=120))
+    sim.run(6000, 400)
+    cloud = sim.run(1000, 200)
+    assert cloud[:12] == [6000] * 12 and set(cloud[13:]) == {0}, sim.log
+
+
+def test_a_stop_delay_of_zero_stops_at_once():
+    sim = Sim(settings=replace(SETTINGS, surplus_stop_delay_s=0))
+    sim.run(6000, 400)
+    assert sim.run(1000, 10) == [0]
+
+
+def test_one_sunny_sample_resets_the_stop_timer():
+    sim = Sim(stop_delay_s=300)
+    sim.run(6000, 400)
+    sim.run(1000, 250)
+    sim.run(6000, 10)
+    got = sim.run(1000, 250)
+    assert all(c == 6000 for c in got), sim.log
+
+
+def test_min_run_time_extends_the_hold_of_a_young_run():
+    sim = Sim(stop_delay_s=30)
+    sim.run(6000, 60 + 60)  # started at 60 s, runs for 60 s
+    got = sim.run(1000, 300)
+    # held while the run is younger than min_run_time (300 s), then stopped
+    assert got[:24] == [6000] * 24 and set(got[25:]) == {0}, sim.log  # run 60 → 300 s
+
+
+def test_after_a_surplus_stop_the_minimum_pause_and_the_start_delay_pass_first():
+    sim = Sim(stop_delay_s=60)
+    sim.run(6000, 400)
+    sim.run(1000, 80)
+    assert sim.told_ma == 0
+    back = sim.run(6000, 500)
+    first = next(i for i, c in enumerate(back) if c)
+    assert first * STEP_S >= 300 - 10 + 60 - 10, sim.log  # min pause, then the start delay
+    assert sim.starts == 2
+
+
+def test_a_flickering_surplus_does_not_toggle_the_contactor():
+    sim = Sim(stop_delay_s=300)
+    sim.run(6000, 400)
+    for _ in range(90):  # an hour of clouds passing every 20 s
+        sim.run(6000, 20)
+        sim.run(1000, 20)
+    assert sim.starts == 1 and sim.toggles == 1, sim.log
+
+
+def test_a_flickering_surplus_below_the_minimum_never_starts():
+    sim = Sim()
+    for _ in range(60):
+        sim.run(5000, 30)  # covers the minimum, but never for the start delay
+        sim.run(2000, 10)
+    assert sim.starts == 0
+
+
+def test_the_hold_never_breaks_a_limit():
+    """Held at the minimum only from the surplus pool's point of view: a house load that
+    leaves no room for the minimum on the site stops it at once."""
+    settings = replace(SETTINGS, max_total_current_ma=20000)
+    sim = Sim(stop_delay_s=600, settings=settings)
+    sim.run(6000, 400)
+    assert sim.told_ma > 0
+    sim.house_w = 3 * 17000 * VOLT // 1000  # 17 A per phase: 3 A left for the car
+    sim.run(1000, 10)
+    assert sim.told_ma == 0, sim.log
+
+
+# --------------------------------------------------------------------------- phases
+
+
+def test_unknown_phases_predict_one_phase_and_a_wrong_prediction_stops_at_once():
+    sim = Sim(phases_known=False)
+    got = sim.run(2000, 70)  # 2 kW covers a one-phase minimum (1.38 kW)
+    assert got[-1] == 6000 and sim.starts == 1  # at its minimum only: phases not known yet
+    # the car shows three phases: 2 kW does not cover 4.14 kW, and the run was never
+    # confirmed, so it stops at once (no hold), and waits for its held pause
+    assert sim.run(2000, 10) == [0], sim.log
+    assert sim.timers.pause_held
+    later = sim.run(5000, 400)
+    assert later[-1] > 6000 and sim.starts == 2
+
+
+def test_unknown_phases_get_the_minimum_only():
+    sim = Sim(phases_known=False)
+    sim.run(9000, 70)
+    assert sim.told_ma == 6000
+    sim.run(9000, 10)  # learned: three phases, 9 kW → 13 A
+    assert sim.told_ma == 13000
+
+
+def test_a_switchable_box_starts_on_one_phase_when_only_that_is_covered():
+    sim = Sim(switchable=True)
+    got = sim.run(2500, 100)
+    assert sim.one_phase and got[-1] == 10800, sim.log  # 2500 / 230 = 10.87 A on L1
+    assert sim.timers.phase_switches == 1
+
+
+def test_back_to_three_phases_after_the_delay_with_hysteresis_in_watts():
+    sim = Sim(switchable=True)
+    sim.run(2500, 100)
+    assert sim.one_phase
+    sim.run(4500, 600)  # covers 3 × 6 A but not 3 × 7 A (4830 W): stays on one phase
+    assert sim.one_phase and sim.told_ma == 16000, sim.log
+    got = sim.run(5000, 400)
+    back = next(i for i, (_t, _c, _s, one) in enumerate(sim.log[-len(got):]) if not one)
+    assert 29 <= back <= 31, sim.log  # phase_switch_delay 300 s
+    assert sim.told_ma == 7200 and sim.timers.phase_switches == 2
+
+
+def test_down_to_one_phase_after_the_stop_delay_instead_of_stopping():
+    sim = Sim(switchable=True, stop_delay_s=120)
+    sim.run(6000, 400)
+    assert not sim.one_phase and sim.told_ma > 6000
+    got = sim.run(2000, 300)
+    assert got[:12] == [6000] * 12, sim.log  # held at 3 × 6 A through the stop delay
+    assert sim.one_phase and got[-1] == 8600, sim.log  # then 2000 / 230 on one phase
+    assert sim.starts == 1
+
+
+def test_the_switch_cap_per_session():
+    sim = Sim(switchable=True, stop_delay_s=60,
+              settings=replace(SETTINGS, phase_switch_delay_s=60, max_phase_switches=3))
+    for _ in range(6):
+        sim.run(2500, 400)
+        sim.run(7000, 400)
+    assert sim.timers.phase_switches == 3
+    changes = sum(1 for a, b in zip(sim.log, sim.log[1:], strict=False) if a[3] != b[3])
+    assert changes <= 3, sim.log
+    assert "switch cap" in sim.reason.text or not sim.one_phase
+
+
+@pytest.mark.parametrize("forced", [1, 3])
+def test_forced_phases_beat_the_automatic(forced):
+    sim = Sim(switchable=True, forced_phases=forced)
+    sim.run(2500, 200)
+    sim.run(9000, 700)
+    assert sim.one_phase is (forced == 1)
+    assert sim.timers.phase_switches == 0
+
+
+# --------------------------------------------------------------------------- battery
+
+
+def test_a_home_battery_is_not_emptied_into_the_car_unless_configured():
+    # the battery discharges 3 kW: that is not surplus (role 5, surplus_use_battery off)
+    sim = Sim(battery_w=-3000)
+    sim.run(0, 100)
+    assert sim.told_ma == 0 and sim.log[-1][2] <= 0
+    allowed = Sim(battery_w=-3000, house_w=-4140,  # PV beyond the house: 4.14 kW export
+                  settings=replace(SETTINGS, surplus_use_battery=True))
+    allowed.run(0, 100)
+    assert allowed.log[0][2] == 4140 and allowed.told_ma >= 6000
+    denied = Sim(battery_w=-3000, house_w=-4140)
+    denied.run(0, 100)
+    assert denied.log[0][2] == 4140 - 3000 and denied.told_ma == 0
+
+
+def test_a_charging_battery_yields_to_the_car():
+    sim = Sim(battery_w=2000, house_w=-2200)  # 2.2 kW export and 2 kW into the battery
+    sim.run(0, 100)
+    assert sim.log[0][2] == 4200 and sim.told_ma == 6000
