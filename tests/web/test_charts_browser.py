@@ -15,7 +15,7 @@ from chargebrain.recorder.samples import EnergyMeter, Measurement, site_key
 from chargebrain.recorder.storage import UsageDb
 from chargebrain.store.db import Store
 from tests.support.server import running_app
-from tests.web.test_dashboard_browser import TIMEOUT_MS, browser  # noqa: F401 - a fixture
+from tests.web.test_dashboard_browser import TIMEOUT_MS
 
 PV_RGB = (0xCA, 0x8A, 0x04)  # COLORS.pv_w in charts.js
 
