@@ -15,7 +15,7 @@ from chargebrain.recorder.samples import EnergyMeter, Measurement, site_key
 from chargebrain.recorder.storage import UsageDb
 from chargebrain.store.db import Store
 from tests.support.server import running_app
-from tests.web.test_dashboard_browser import TIMEOUT_MS, browser  # noqa: F401 - a fixture
+from tests.web.test_dashboard_browser import TIMEOUT_MS
 
 PV_RGB = (0xCA, 0x8A, 0x04)  # COLORS.pv_w in charts.js
 
@@ -55,7 +55,7 @@ async def colour_pixels(page: Page, rgb: tuple[int, int, int]) -> int:
     }""", list(rgb))
 
 
-async def test_chart_page_draws_the_site_and_a_device_and_zooms(tmp_path, browser):  # noqa: F811
+async def test_chart_page_draws_the_site_and_a_device_and_zooms(tmp_path, browser):
     write_site_week(tmp_path / "data")
     async with running_app(tmp_path / "data", demo=True, cycle_ms=500) as cb:
         assert (await cb.client.post("set_params", {"rec_interval_s": 1}))[0] == 200
@@ -102,7 +102,7 @@ async def test_chart_page_draws_the_site_and_a_device_and_zooms(tmp_path, browse
         assert problems == []
 
 
-async def test_a_tile_links_to_its_usage_graph(tmp_path, browser):  # noqa: F811
+async def test_a_tile_links_to_its_usage_graph(tmp_path, browser):
     async with running_app(tmp_path / "data") as cb:
         page = await browser.new_page()
         await page.goto(cb.client.base_url + "/ui/")
