@@ -219,6 +219,7 @@ class _Ev:
     confirmed: bool = False
     held: bool = False  # kept at its minimum through a surplus dip (not covered by the pool)
     surplus_stop: bool = False  # stopped because the surplus stayed below its minimum
+    idle: bool = False  # offered its minimum, draws nothing: outside the pool (surplus_idle)
 
 
 def allocate(snap: Snapshot) -> Allocation:
@@ -326,6 +327,9 @@ def allocate(snap: Snapshot) -> Allocation:
             left = max(ev.stop_delay_s - (now - (ev.low_since_s or now)), 0.0)
             ev.reason = Reason("surplus_hold", "PV surplus below the minimum: held at "
                                f"{ev.current} mA, stops in {left:.0f} s unless it returns")
+        elif ev.idle and ev.current > 0:
+            ev.reason = Reason("surplus_idle", f"offered {ev.current} mA but not drawing: "
+                               "does not use the PV surplus (booked on the limits)")
         if ev.current > 0:
             since = t.running_since_s if ev.was_running else now
             timers[d.dev_id] = EvseTimers(None, since, ev.current, last_cut_s=t.last_cut_s,
@@ -445,10 +449,21 @@ def _admit(tier: list[_Ev], rows: _Rows, at_tier_start: list[int], now: float = 
     slack = rows.slack
     admitted = []
     pool = rows.pool
+    # Surplus EVSEs already running (or held) keep their minimum in the pool against a new
+    # start, whatever the admission order: a start must be covered besides them.
+    running = ([ev for ev in tier if ev.d.surplus and ev.was_running and not ev.d.surplus_idle]
+               if pool is not None and params is not None else [])
+    ahead = 0  # running[ahead:] are still to come
     for ev in tier:
         m = ev.min_ma
         if pool is not None and ev.d.surplus and params is not None:
-            if _admit_surplus(ev, rows, at_tier_start, now, params):
+            if ev.was_running:
+                if ahead < len(running) and running[ahead] is ev:
+                    ahead += 1
+                claimed = 0
+            else:
+                claimed = _pool_claims(running[ahead:], rows) if ahead < len(running) else 0
+            if _admit_surplus(ev, rows, at_tier_start, now, params, claimed):
                 admitted.append(ev)
             continue
         for r, c in ev.rows:
@@ -463,8 +478,27 @@ def _admit(tier: list[_Ev], rows: _Rows, at_tier_start: list[int], now: float = 
     return admitted
 
 
+def _pool_claims(running: list[_Ev], rows: _Rows) -> int:
+    """The pool (mA·V) that the surplus EVSEs still to come in this tier and already running
+    will take at least: each one's minimum, if its hard limits still have room for it."""
+    pool = rows.pool
+    slack = rows.slack
+    total = 0
+    for ev in running:
+        m = ev.min_ma
+        pc = 0
+        for r, c in ev.rows:
+            if r == pool:
+                pc = c
+            elif slack[r] < c * m:
+                break
+        else:
+            total += pc * m
+    return total
+
+
 def _admit_surplus(ev: _Ev, rows: _Rows, at_tier_start: list[int], now: float,
-                   params: AllocParams) -> bool:
+                   params: AllocParams, claimed: int = 0) -> bool:
     """Admission of a surplus EVSE, with the start/stop hysteresis (True: admitted).
 
     Hard limits (nodes, phases, the EVSE cap) are checked exactly as for any EVSE; the
@@ -479,7 +513,11 @@ def _admit_surplus(ev: _Ev, rows: _Rows, at_tier_start: list[int], now: float,
       "surplus_hold": it draws the difference from the grid) until the surplus has been low
       for its stop delay and its `min_run_time_s` is over; then it stops, and that pause is
       held for `min_pause_time_s`. A run that was never confirmed (the phase prediction was
-      wrong) and a stop delay of 0 stop at once.
+      wrong) and a stop delay of 0 stop at once;
+    - running but idle (`surplus_idle`: offered current, drawing nothing, e.g. a full car):
+      kept at its minimum on the hard limits, outside the pool ("surplus_idle");
+    - a start (not running) must be covered besides `claimed`: the minimums of the running
+      and held surplus EVSEs of the tier that come after it in the order.
     """
     slack = rows.slack
     m = ev.min_ma
@@ -487,13 +525,19 @@ def _admit_surplus(ev: _Ev, rows: _Rows, at_tier_start: list[int], now: float,
     t = ev.timers
     ev.held = ev.surplus_stop = ev.confirmed = False
     ev.cover_since_s = ev.low_since_s = None
+    ev.idle = False
     hard = [(r, c) for r, c in ev.rows if r != pool]
     pc = next(c for r, c in ev.rows if r == pool)
     if any(slack[r] < c * m for r, c in hard):
         ev.reason, ev.pause_reason = _blocked_reason(ev, rows, at_tier_start)
         return False
     assert pool is not None
-    covered = slack[pool] >= pc * m
+    if ev.was_running and ev.d.surplus_idle:
+        for r, c in hard:
+            slack[r] -= c * m
+        ev.current, ev.max_ma, ev.idle, ev.confirmed = m, m, True, t.surplus_confirmed
+        return True
+    covered = slack[pool] - claimed >= pc * m
     known = ev.d.surplus_phases == 0
     if ev.was_running:
         if covered:
@@ -516,7 +560,13 @@ def _admit_surplus(ev: _Ev, rows: _Rows, at_tier_start: list[int], now: float,
         ev.current = m
         return True
     if not covered:
-        ev.reason, ev.pause_reason = _blocked_reason(ev, rows, at_tier_start)
+        if slack[pool] >= pc * m:  # only the running surplus EVSEs' minimums are in the way
+            limit = rows.reason(pool)
+            ev.reason = limit._replace(text=limit.text + " (the running surplus EVSEs keep "
+                                       "their minimum)")
+            ev.pause_reason = "shortage"
+        else:
+            ev.reason, ev.pause_reason = _blocked_reason(ev, rows, at_tier_start)
         return False
     since = t.surplus_cover_since_s
     since = now if since is None or since > now else since

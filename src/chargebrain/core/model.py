@@ -66,6 +66,8 @@ class EvseTimers(NamedTuple):
     surplus_low_since_s: float | None = None  # running: since when surplus is below its min
     surplus_confirmed: bool = False  # this run was covered by surplus on known phases
     phase_switches: int = 0  # automatic 1p/3p switches since plug-in (core.plan)
+    # surplus EVSE offered current: since when it draws < SURPLUS_IDLE_MA on every phase
+    surplus_idle_since_s: float | None = None
 
 
 class Reason(NamedTuple):
@@ -106,6 +108,9 @@ class EvseDemand(NamedTuple):
     evse_phases_mask: int | None = None  # the same phases in the EVSE's frame (None: unrotated)
     surplus_stop_delay_s: float = 0.0  # surplus EVSE: its rule's undercut time (0: the param)
     surplus_phases: int = 0  # surplus EVSE: predicted phases for the pool (0: phases_mask's)
+    # surplus EVSE offered current that has not drawn for SURPLUS_IDLE_S (a full car): it keeps
+    # its minimum booked on the hard limits but does not use the surplus pool (core.plan)
+    surplus_idle: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -89,6 +89,7 @@ class _Prepared:
     over_ma: Phases  # measured site load above the gross limit, per phase (0 where none)
     site_low_draw_ma: dict[str, Phases]  # controlled EVSEs: least they drew at the grid reading
     non_evse_memory: dict[int, Phases]  # what grid-metered nodes were booked with (memory)
+    idle_since: dict[str, float]  # surplus EVSEs offered current, drawing nothing: since when
 
 
 def plan(site: SiteInput, memory: PlanMemory, now_s: float) -> PlanResult:
@@ -122,6 +123,10 @@ def plan(site: SiteInput, memory: PlanMemory, now_s: float) -> PlanResult:
                     "observation", "observation mode: load management does not write")))
             timers[v.evse.dev_id] = t
 
+    for dev_id, since in p.idle_since.items():
+        t = timers.get(dev_id)
+        if t is not None and t.last_current_ma > 0:  # still offered: the idle time goes on
+            timers[dev_id] = t._replace(surplus_idle_since_s=since)
     diagnostics = _diagnostics(site, p, setpoints, now_s)
     new_memory = PlanMemory(timers, p.penalty_ma, p.until_s, p.non_evse_memory)
     return PlanResult(setpoints, new_memory, diagnostics, write=s.lb_enabled)
@@ -376,10 +381,33 @@ def _prepare(site: SiteInput, memory: PlanMemory, now_s: float,
     params = AllocParams(s.min_pause_time_s, s.min_run_time_s, s.max_imbalance_ma,
                          s.imbalance_add, s.fcfs, float(max(0, surplus_w)), volt,
                          s.surplus_start_delay_s, s.surplus_stop_delay_s, s.surplus_step_ma)
-    snap = Snapshot(now_s, specs, tuple(_demand(v) for v in views if v.controlled), params,
-                    memory.evses)
+    idle_since = _surplus_idle_since(views, memory, now_s)
+    snap = Snapshot(now_s, specs, tuple(
+        _demand(v, v.evse.dev_id in idle_since
+                and now_s - idle_since[v.evse.dev_id] >= SURPLUS_IDLE_S)
+        for v in views if v.controlled), params, memory.evses)
     return _Prepared(snap, views, tree, budget_ma, evse_cap_ma, over_now_ma, penalty_ma, until_s,
-                     grid_w, surplus_w, evse_w, over_ma, site_low, remembered)
+                     grid_w, surplus_w, evse_w, over_ma, site_low, remembered, idle_since)
+
+
+SURPLUS_IDLE_S = 60.0  # a surplus EVSE offered current that draws nothing this long is idle
+SURPLUS_IDLE_MA = 500  # below this on every phase it draws nothing
+
+
+def _surplus_idle_since(views: list[_EvseView], memory: PlanMemory,
+                        now_s: float) -> dict[str, float]:
+    """Controlled surplus EVSEs that were offered current last cycle but draw less than
+    `SURPLUS_IDLE_MA` on every phase (a full car, a car that paused itself): since when."""
+    out: dict[str, float] = {}
+    for v in views:
+        if not (v.controlled and v.evse.surplus):
+            continue
+        t = memory.evses.get(v.evse.dev_id)
+        if t is None or t.last_current_ma <= 0 or max(v.draw_ma) >= SURPLUS_IDLE_MA:
+            continue
+        since = t.surplus_idle_since_s
+        out[v.evse.dev_id] = now_s if since is None or since > now_s else since
+    return out
 
 
 def _draw_bounds_below(site: SiteInput, views: list[_EvseView], tree: Tree, now_s: float
@@ -484,7 +512,7 @@ _NOT_CONNECTED = Reason("not_connected", "no car connected")
 _NOT_AUTHORISED = Reason("not_authorised", "waiting for authorisation (RFID/PIN/user)")
 
 
-def _demand(v: _EvseView) -> EvseDemand:
+def _demand(v: _EvseView, idle: bool = False) -> EvseDemand:
     e = v.evse
     reason: Reason | None = None
     if not e.connected:
@@ -506,7 +534,8 @@ def _demand(v: _EvseView) -> EvseDemand:
     # positional: this runs for every EVSE every cycle
     return EvseDemand(e.dev_id, v.group_id, e.priority, min_ma, max_ma, v.mask,
                       reason is None, reason, e.surplus, e.arrival_order, e.session_energy_wh,
-                      max_reason, e.phases_mask & 0b111, e.surplus_stop_delay_s, predicted)
+                      max_reason, e.phases_mask & 0b111, e.surplus_stop_delay_s, predicted,
+                      idle)
 
 
 def _uncontrolled(v: _EvseView, memory: PlanMemory, now_s: float, policy: int,
