@@ -249,8 +249,12 @@ def _allocate_with_phases(snap: Snapshot, controlled: list[_EvseView], memory: P
     up_candidates = [k for k in auto if one[k] and start[k]]
     if up_candidates:
         trial = run({**one, **dict.fromkeys(up_candidates, False)}, frozenset(up_candidates))
+        # Three phases must fit besides the others: a switch up that would push an EVSE
+        # admitted now into a pause or a surplus hold (it takes their share) does not count.
+        others_keep = all(_admits(trial.setpoints[j]) for j, sp in alloc.setpoints.items()
+                          if j not in up_candidates and _admits(sp))
         for k in up_candidates:
-            if _admits(trial.setpoints[k]):
+            if others_keep and _admits(trial.setpoints[k]):
                 since = fits[k]
                 fits[k] = since = now_s if since is None or since > now_s else since
                 if now_s - since >= delay_s:
