@@ -246,7 +246,10 @@ def _allocate_with_phases(snap: Snapshot, controlled: list[_EvseView], memory: P
             if _admits(trial.setpoints[k]):
                 one[k], fits[k] = True, None
     # Up after the delay: a 1p EVSE whose 3p minimum (+ margin) fits in a trial.
-    up_candidates = [k for k in auto if one[k] and start[k]]
+    # The last switch a session's cap allows is never spent going up: a session left on one
+    # phase can still charge from the least surplus (1.4 kW), one left on three phases cannot.
+    up_candidates = [k for k in auto if one[k] and start[k]
+                     and (max_switches <= 0 or switches[k] + 1 < max_switches)]
     if up_candidates:
         trial = run({**one, **dict.fromkeys(up_candidates, False)}, frozenset(up_candidates))
         # Three phases must fit besides the others: a switch up that would push an EVSE
