@@ -10,6 +10,7 @@ new setpoint from the next step on (on the phases the planner chose for a switch
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
+from itertools import pairwise
 
 import pytest
 
@@ -433,7 +434,7 @@ def test_a_full_car_leaves_the_surplus_to_the_other_but_stays_booked_on_the_limi
     assert sim.starts == {"E1": 1, "E2": 1}, sim.log
     assert got[-1]["E1"] == 6000 and sim.reasons["E1"].code == "surplus_idle"
     assert got[-1]["E2"] == 9400, sim.log[-5:]  # all of the 6.5 kW
-    stops = sum(1 for a, b in zip(got, got[1:], strict=False) if a["E2"] > 0 and b["E2"] == 0)
+    stops = sum(1 for a, b in pairwise(got) if a["E2"] > 0 and b["E2"] == 0)
     assert stops == 0, sim.log
     # the hard limits still count E1's offer: an EVSE cap of 15 A leaves E2 15 − 6 = 9 A
     sim.settings = replace(SETTINGS, max_total_evse_current_ma=15000)
