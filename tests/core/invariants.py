@@ -30,7 +30,11 @@ Exemptions, each as narrow as the rule behind it:
   waiting out `surplus_start_delay` ("surplus_start") while the pool covers it; a running one
   held at exactly its minimum through a dip ("surplus_hold": outside the pool, never outside a
   limit); a surplus wallbox whose phases are not known yet gets its minimum only; a current
-  the pool binds is rounded down to `surplus_step_ma`.
+  the pool binds is rounded down to `surplus_step_ma`; a surplus start (or a wait for one)
+  only where the pool covers its minimum besides the minimums of every other surplus wallbox
+  of its or a higher tier that charges (held ones included) or waits to start; an idle
+  surplus wallbox (offered current, drawing nothing for 60 s: `oracle.idle`) is outside the
+  pool and at exactly its minimum, and only an idle one is given "surplus_idle".
 `min_run_time` and round robin need no exemption: a runner inside its minimum run keeps its
 place at admission, and whoever is paused for rotation finds its minimum does not fit.
 """
@@ -40,9 +44,12 @@ from __future__ import annotations
 from chargebrain.core.site import EvseInput, PlanResult
 from tests.core.oracle import (
     STEP_MA,
+    Row,
     Usage,
+    coefficient,
     controlled,
     held,
+    idle,
     max_ma,
     min_ma,
     rows,
@@ -175,7 +182,7 @@ def check_liveness(world: World, result: PlanResult, use: Usage) -> None:
             if r.reason.code == "imbalance":
                 _assert_imbalance_exempt(world, result, e)
                 continue
-            if held(result, e):
+            if held(result, e) or idle(world, e):
                 continue  # at its minimum on purpose (checked in _check_surplus)
             step = max(STEP_MA, world.site.settings.surplus_step_ma)
             full = [i for i, c in on
@@ -193,7 +200,7 @@ def check_fairness(world: World, result: PlanResult, use: Usage) -> None:
         r = sp[e.dev_id]
         cur = r.current_ma
         if (not wants(e) or cur == 0 or cur >= max_ma(e) or r.reason.code == "imbalance"
-                or held(result, e)):
+                or held(result, e) or idle(world, e)):
             continue
         problems: list[str] = []
         pool_step = max(STEP_MA, world.site.settings.surplus_step_ma)
@@ -253,6 +260,16 @@ def _check_surplus(world: World, result: PlanResult) -> None:
             assert e.surplus and t.last_current_ma == 0 and waited < s.surplus_start_delay_s, (
                 f"safety: {e.dev_id} waits for a surplus start it may not wait for "
                 f"(waited {waited} s of {s.surplus_start_delay_s} s)")
+        is_idle = idle(world, e)
+        assert (sp.reason.code == "surplus_idle") == (is_idle and sp.current_ma > 0), (
+            f"safety: {e.dev_id} reason {sp.reason.code}, idle {is_idle}")
+        if is_idle and sp.current_ma > 0:
+            assert sp.current_ma == min_ma(e), (
+                f"safety: {e.dev_id} idle at {sp.current_ma} mA, not at its minimum")
+        starts = sp.pause_reason == "surplus_start" or (
+            e.surplus and sp.current_ma > 0 and t.last_current_ma == 0)
+        if starts:
+            _check_start_besides_others(world, result, e)
         if held(result, e):
             delay = e.surplus_stop_delay_s or s.surplus_stop_delay_s
             low = t.surplus_low_since_s
@@ -267,6 +284,23 @@ def _check_surplus(world: World, result: PlanResult) -> None:
                 f"safety: {e.dev_id} held although its stop delay {delay} s is over "
                 f"(low for {low_for} s, running {run_for} s, confirmed "
                 f"{t.surplus_confirmed})")
+
+
+def _check_start_besides_others(world: World, result: PlanResult, e: EvseInput) -> None:
+    """A surplus start of `e` (or its wait for one): the pool covers the minimums of `e` and
+    of every other surplus wallbox of its or a higher tier that charges or waits to start,
+    idle ones aside (the two-cars-take-turns rule, docs "PV surplus")."""
+    pool = [Row("surplus pool", None, None, site_surplus_w(world) * 1000)]
+    need = 0
+    for f in controlled(world):
+        spf = result.setpoints[f.dev_id]
+        if not (f.surplus and wants(f)) or tier(f) > tier(e) or idle(world, f):
+            continue
+        if spf.current_ma > 0 or spf.pause_reason == "surplus_start":
+            need += coefficient(world, result, pool[0], f) * min_ma(f)
+    assert pool[0].room >= need, (
+        f"safety: {e.dev_id} starts on {pool[0].room} mA·V of surplus, the minimums of the "
+        f"surplus wallboxes charging or starting need {need}")
 
 
 def _on(world: World, result: PlanResult, use: Usage, e: EvseInput) -> list[tuple[int, int]]:

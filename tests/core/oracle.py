@@ -146,6 +146,19 @@ def surplus_phases(world: World, result: PlanResult, e: EvseInput) -> int:
     return mask.bit_count()
 
 
+IDLE_AFTER_S = 60.0  # docs "PV surplus": offered current, no draw this long = idle
+IDLE_BELOW_MA = 500  # ... and "no draw" is below this on every phase
+
+
+def idle(world: World, e: EvseInput) -> bool:
+    """`e` is a surplus wallbox that was offered current but has drawn nothing (below
+    IDLE_BELOW_MA on every phase) for IDLE_AFTER_S: it does not use the surplus pool."""
+    t = world.memory.evses[e.dev_id]
+    since = t.surplus_idle_since_s
+    return (e.surplus and t.last_current_ma > 0 and since is not None and since <= NOW
+            and NOW - since >= IDLE_AFTER_S and max(drawn_ma(world, e)) < IDLE_BELOW_MA)
+
+
 def held(result: PlanResult, e: EvseInput) -> bool:
     """`e` is held at its minimum through a surplus dip (outside the surplus pool)."""
     return result.setpoints[e.dev_id].reason.code == "surplus_hold"
@@ -214,7 +227,9 @@ def coefficient(world: World, result: PlanResult, row: Row, e: EvseInput) -> int
     """How much of `row` one mA of `e`'s setpoint uses (0: `e` is not on it)."""
     mask = setpoint_mask(world, result, e)
     if row.node is None:
-        return surplus_phases(world, result, e) * VOLT if e.surplus else 0
+        if not e.surplus or idle(world, e):
+            return 0  # an idle surplus wallbox stays booked on the hard limits only
+        return surplus_phases(world, result, e) * VOLT
     assert row.phase is not None
     if not mask >> row.phase & 1:
         return 0

@@ -155,6 +155,7 @@ def worlds(draw: st.DrawFn, max_evses: int = 30, max_groups: int = 8) -> World:
             t = EvseTimers(None, NOW - draw(st.integers(0, 1000)), last,
                            surplus_low_since_s=draw(since),
                            surplus_confirmed=draw(st.booleans()),
+                           surplus_idle_since_s=draw(since),
                            phase_switches=draw(st.integers(0, 5)))
         elif state == "paused":
             t = EvseTimers(NOW - draw(st.integers(0, 1000)), None, 0,
