@@ -13,7 +13,10 @@ from dataclasses import dataclass, field, replace
 from itertools import pairwise
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+import chargebrain.core.allocator as allocator_mod
 from chargebrain.core.model import EvseTimers
 from chargebrain.core.plan import plan
 from chargebrain.core.site import (
@@ -472,3 +475,61 @@ def test_the_last_switch_of_the_cap_is_not_spent_going_up():
     assert sim.timers.phase_switches == 1
     sim.run(2500, 600)  # so a cloudy evening still charges on one phase
     assert sim.one_phase and sim.told_ma >= 6000 and sim.starts == 1
+
+
+# --------------------------------------------------------------------------- property
+
+
+def _starts_besides_the_others(cars: list[tuple[str, int, int]], pv_w: int,
+                               delay_s: float) -> None:
+    """One plan of 2-4 three-phase surplus boxes (min 6 A) on `pv_w` of export; each car is
+    (state, seconds ago, current): "run" since then at that current, or "wait" covered since
+    then. Whenever a box starts or waits to start, the surplus (export + what the cars draw)
+    covers 3 × 6 A × 230 V for it and for every box that charges or waits besides it."""
+    now = T0
+    timers, evses = {}, []
+    draw_ma = 0
+    for i, (state, ago, cur) in enumerate(cars):
+        dev = f"E{i + 1}"
+        if state == "run":
+            timers[dev] = EvseTimers(None, now - ago, cur, surplus_confirmed=True)
+            draw_ma += cur
+            draws = (cur, cur, cur)
+        else:
+            timers[dev] = EvseTimers(now - 1000, None, 0, surplus_cover_since_s=now - ago)
+            draws = (0, 0, 0)
+        evses.append(EvseInput(dev, connected=True, charging=any(draws), measured_ma=draws,
+                               surplus=True, arrival_order=i))
+    per_phase = round(-pv_w * 1000 / (3 * VOLT)) + draw_ma
+    meters = (MeterInput("M1", MeterRole.GRID, currents_ma=(per_phase,) * 3,
+                         power_w=per_phase * 3 * VOLT // 1000, read_at_s=now),)
+    settings = replace(SETTINGS, surplus_start_delay_s=delay_s)
+    result = plan(SiteInput(settings, (), meters, tuple(evses)), PlanMemory(timers), now)
+    surplus_w = -meters[0].power_w + draw_ma * 3 * VOLT / 1000
+    sps = result.setpoints
+    starting = [d for d, sp in sps.items()
+                if sp.pause_reason == "surplus_start"
+                or (sp.current_ma > 0 and timers[d].last_current_ma == 0)]
+    if starting:
+        on = [d for d, sp in sps.items()
+              if sp.current_ma > 0 or sp.pause_reason == "surplus_start"]
+        need_w = len(on) * 3 * 6 * VOLT
+        assert surplus_w >= need_w, (starting, on, surplus_w,
+                                     {d: sp.reason for d, sp in sps.items()})
+
+
+_CAR = st.tuples(st.sampled_from(["run", "wait"]), st.integers(0, 1200),
+                 st.integers(6000, 16000))
+
+
+@settings(max_examples=300, deadline=None, derandomize=True, database=None)
+@given(st.lists(_CAR, min_size=2, max_size=4), st.integers(0, 25000),
+       st.sampled_from([0.0, 60.0]))
+def test_a_start_is_covered_besides_every_box_that_charges(cars, pv_w, delay_s):
+    _starts_besides_the_others(cars, pv_w, delay_s)
+
+
+def test_the_start_property_catches_a_start_that_ignores_the_running_boxes(monkeypatch):
+    monkeypatch.setattr(allocator_mod, "_pool_claims", lambda running, rows: 0)
+    with pytest.raises(AssertionError):
+        test_a_start_is_covered_besides_every_box_that_charges()
