@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import ctypes
+import ctypes.util
 import logging
 import os
 import signal
@@ -62,6 +64,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     limit_client_errors()
+    _fixed_mmap_threshold()
     # the ocpp library logs every frame at INFO: only its warnings belong on the console
     logging.getLogger("ocpp").setLevel(logging.WARNING)
     settings = Settings(data_dir=args.data_dir, host=args.host, port=args.port,
@@ -70,6 +73,26 @@ def main(argv: list[str] | None = None) -> int:
                         ocpp_password=args.ocpp_password, ocpp_tls_cert=args.ocpp_tls_cert,
                         ocpp_tls_key=args.ocpp_tls_key, ocpp_tls_mode=args.ocpp_tls_mode)
     return asyncio.run(_serve(settings))
+
+
+MMAP_THRESHOLD_B = 1 << 20
+_M_MMAP_THRESHOLD = -3  # glibc's mallopt parameter
+
+
+def _fixed_mmap_threshold() -> None:
+    """Keep glibc from holding on to large freed buffers.
+
+    Every admin password check runs scrypt, which allocates a 16 MiB buffer. glibc raises its
+    mmap threshold after the first such buffer is freed, so later ones come from the heap and
+    stay resident after use: +16 MB of RSS per thread that ever hashed. A fixed threshold
+    (1 MiB) keeps large buffers mmapped, so they go back to the system when freed. No-op
+    where the C library has no `mallopt` (not glibc)."""
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):
+        return
+    mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD_B)
 
 
 async def _serve(settings: Settings) -> int:
