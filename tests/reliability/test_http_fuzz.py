@@ -279,7 +279,15 @@ def snapshot(api: Api) -> dict[str, Any]:
     return {"devices": api.get_json("get_devices"),
             "params": _config_params(api.get_json("get_params")),
             "users": _users(api.get_json("get_users")),
-            "cm_vars": api.get_json("get_cm_vars")}
+            "cm_vars": _cm_vars(api.get_json("get_cm_vars"))}
+
+
+def _cm_vars(answer: Any) -> Any:
+    """The variables' configuration (name, expression): their values and the predefined
+    `CM._*` values are live (the cycle changes `_dt`, `_surplus` …), not configuration."""
+    if not isinstance(answer, dict):
+        return answer
+    return sorted((v.get("name"), repr(v.get("expr"))) for v in answer.get("vars", []))
 
 
 def check_answer(status: int, ctype: str, data: bytes, what: str, target_len: int,
