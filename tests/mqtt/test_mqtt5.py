@@ -6,7 +6,6 @@ too; a duplicate of a state-changing call is answered, not run again."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from typing import Any
 
 import aiomqtt
@@ -16,38 +15,23 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from tests.mqtt.conftest import wait_connected
+from tests.support.mosquitto import Listener
 from tests.support.server import running_app
 
 
-class V5Client:
-    """An MQTT 5 client that keeps (topic, payload, correlation data) of what it receives."""
+class V5Client(Listener):
+    """An MQTT 5 client that keeps (topic, payload, correlation data) of the answers."""
 
     def __init__(self, port: int) -> None:
-        self.client = aiomqtt.Client("127.0.0.1", port, protocol=aiomqtt.ProtocolVersion.V5)
+        super().__init__(port, ("answers/#", "cfos_mqtt/api_res"),
+                         protocol=aiomqtt.ProtocolVersion.V5)
         self.got: list[tuple[str, Any, bytes | None]] = []
-        self._task: asyncio.Task[None] | None = None
 
-    async def __aenter__(self) -> V5Client:
-        await self.client.__aenter__()
-        await self.client.subscribe("answers/#", qos=1)
-        await self.client.subscribe("cfos_mqtt/api_res", qos=1)
-        self._task = asyncio.create_task(self._collect())
-        return self
-
-    async def __aexit__(self, *exc: Any) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, aiomqtt.MqttError):
-                await self._task
-        with contextlib.suppress(aiomqtt.MqttError):
-            await self.client.__aexit__(None, None, None)
-
-    async def _collect(self) -> None:
-        async for message in self.client.messages:
-            corr = getattr(message.properties, "CorrelationData", None)
-            payload = message.payload if isinstance(message.payload, bytes) else b""
-            self.got.append((message.topic.value, orjson.loads(payload) if payload else None,
-                             bytes(corr) if corr is not None else None))
+    def _record(self, message: aiomqtt.Message) -> None:
+        corr = getattr(message.properties, "CorrelationData", None)
+        payload = message.payload if isinstance(message.payload, bytes) else b""
+        self.got.append((message.topic.value, orjson.loads(payload) if payload else None,
+                         bytes(corr) if corr is not None else None))
 
     async def request(self, query: str, body: bytes = b"", *, response_topic: str | None,
                       correlation: bytes | None) -> None:

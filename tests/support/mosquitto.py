@@ -61,18 +61,21 @@ class Mosquitto:
 
 
 class Listener:
-    """An MQTT client that records every message on `#` (topic → payloads, in order)."""
+    """An MQTT client that records every message on `topics` (default `#`; topic →
+    payloads, in order)."""
 
-    def __init__(self, port: int, **client_kw: Any) -> None:
+    def __init__(self, port: int, topics: tuple[str, ...] = ("#",), **client_kw: Any) -> None:
         """`client_kw` go to aiomqtt.Client (e.g. `protocol`, `tls_context`)."""
         self.client = aiomqtt.Client("127.0.0.1", port, **client_kw)
+        self.topics = topics
         self.messages: list[tuple[str, bytes, bool]] = []
         self._task: asyncio.Task[None] | None = None
         self._new = asyncio.Event()
 
     async def __aenter__(self) -> Listener:
         await self.client.__aenter__()
-        await self.client.subscribe("#", qos=1)
+        for topic in self.topics:
+            await self.client.subscribe(topic, qos=1)
         self._task = asyncio.create_task(self._collect())
         return self
 
@@ -86,9 +89,12 @@ class Listener:
 
     async def _collect(self) -> None:
         async for message in self.client.messages:
-            payload = message.payload if isinstance(message.payload, bytes) else b""
-            self.messages.append((message.topic.value, payload, bool(message.retain)))
+            self._record(message)
             self._new.set()
+
+    def _record(self, message: aiomqtt.Message) -> None:
+        payload = message.payload if isinstance(message.payload, bytes) else b""
+        self.messages.append((message.topic.value, payload, bool(message.retain)))
 
     def payloads(self, topic: str) -> list[bytes]:
         return [p for t, p, _ in self.messages if t == topic]
