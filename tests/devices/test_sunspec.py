@@ -67,6 +67,12 @@ def image(base: int, models: list[list[int]]) -> list[SimData]:
     return [SimData(base, values=words, datatype=SimType.REGISTERS)]
 
 
+# what the meter models 203 and 213 of these tests hold, as get_dev_info shows it
+METER_VALUES = {"current_l1": 10500, "current_l2": 8250, "current_l3": -500,
+                "voltage_l1": 230, "voltage_l2": 231, "voltage_l3": 230,
+                "power_w": 4200, "import": 12_345_600, "export": 321_500}
+
+
 async def test_sunspec_meter_203_values_and_scale_factors(cb):
     async with meter_server(image(40000, [common_model(), meter_203()])) as (port, _):
         dev_id = await add_meter(cb, dev_type="meter_sunspec", address=f"127.0.0.1:{port}",
@@ -74,12 +80,7 @@ async def test_sunspec_meter_203_values_and_scale_factors(cb):
         reading = await read(cb, dev_id)
         assert reading is not None, cb.app.devices.get(dev_id).status.last_error
         info = await dev_info(cb, dev_id)
-        assert {k: info[k] for k in ("current_l1", "current_l2", "current_l3", "voltage_l1",
-                                     "voltage_l2", "voltage_l3", "power_w", "import",
-                                     "export")} == {
-            "current_l1": 10500, "current_l2": 8250, "current_l3": -500,
-            "voltage_l1": 230, "voltage_l2": 231, "voltage_l3": 230,
-            "power_w": 4200, "import": 12_345_600, "export": 321_500}
+        assert {k: info[k] for k in METER_VALUES} == METER_VALUES
         assert info["model"] == "Fronius Smart Meter 63A,1.7.3,SN4711"
         driver = cb.app.devices.get(dev_id).driver
         assert driver.model.model_id == 203 and driver.model.address == 40070
@@ -197,12 +198,7 @@ async def test_float_meter_213_preferred_over_the_inverter(cb):
         reading = await read(cb, dev_id)
         assert reading is not None, cb.app.devices.get(dev_id).status.last_error
         info = await dev_info(cb, dev_id)
-        assert {k: info[k] for k in ("current_l1", "current_l2", "current_l3", "voltage_l1",
-                                     "voltage_l2", "voltage_l3", "power_w", "import",
-                                     "export")} == {
-            "current_l1": 10500, "current_l2": 8250, "current_l3": -500,
-            "voltage_l1": 230, "voltage_l2": 231, "voltage_l3": 230,
-            "power_w": 4200, "import": 12_345_600, "export": 321_500}
+        assert {k: info[k] for k in METER_VALUES} == METER_VALUES
         driver = cb.app.devices.get(dev_id).driver
         assert driver.model.model_id == 213 and driver.storage is None
         # a model of 126 registers is more than one request carries: read in two
