@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import pytest
-
 from chargebrain.devices.base import EvseSetpoint
 from tests.control.helpers import (
     WriteCounter,
     add,
-    clocked_app,
     dev_info,
     device,
     plug_sim,
@@ -16,12 +13,6 @@ from tests.control.helpers import (
     push_meter,
     set_params,
 )
-
-
-@pytest.fixture
-async def site(tmp_path):
-    async with clocked_app(tmp_path / "data") as running:
-        yield running
 
 
 async def test_sim_wallboxes_share_the_site_limit(site):

@@ -2,15 +2,7 @@
 
 from __future__ import annotations
 
-import pytest
-
-from tests.control.helpers import add, clocked_app, plug_sim, push_evse, set_params
-
-
-@pytest.fixture
-async def site(tmp_path):
-    async with clocked_app(tmp_path / "data") as running:
-        yield running
+from tests.control.helpers import add, plug_sim, push_evse, set_params
 
 
 async def test_explain_refuses_what_is_not_a_wallbox(site):

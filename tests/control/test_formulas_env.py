@@ -18,15 +18,9 @@ from chargebrain.control.formula_env import (
     per_phase_min,
 )
 from chargebrain.core.formula import DictEnv, FormulaError, compile_formula, evaluate
-from tests.control.helpers import add, clocked_app, plug_sim, push_evse, push_meter
+from tests.control.helpers import add, plug_sim, push_evse, push_meter
 
 BERLIN = ZoneInfo("Europe/Berlin")
-
-
-@pytest.fixture
-async def site(tmp_path):
-    async with clocked_app(tmp_path / "data") as running:
-        yield running
 
 
 def ts(*args: int, tz: ZoneInfo = BERLIN) -> float:

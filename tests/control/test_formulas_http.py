@@ -11,18 +11,11 @@ import pytest
 
 from tests.control.helpers import (
     add,
-    clocked_app,
     device,
     plug_sim,
     push_meter,
     set_params,
 )
-
-
-@pytest.fixture
-async def site(tmp_path):
-    async with clocked_app(tmp_path / "data") as running:
-        yield running
 
 
 async def cm_var(site, name: str, val: str) -> None:

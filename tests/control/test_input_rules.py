@@ -4,17 +4,6 @@ input condition (ripple-control style: input active → no charging) follows the
 
 from __future__ import annotations
 
-import pytest
-
-from tests.control.helpers import clocked_app
-
-
-@pytest.fixture
-async def site(tmp_path):
-    async with clocked_app(tmp_path / "data") as running:
-        running.app.auth.max_delay_s = 0.0
-        yield running
-
 
 async def step(site) -> dict:
     site.clock.advance(3)

@@ -6,16 +6,8 @@ from __future__ import annotations
 
 import itertools
 
-import pytest
-
 from chargebrain.sim.vehicle import VirtualCar
-from tests.control.helpers import add, clocked_app, device, plug_sim, push_meter, set_params
-
-
-@pytest.fixture
-async def site(tmp_path):
-    async with clocked_app(tmp_path / "data") as running:
-        yield running
+from tests.control.helpers import add, device, plug_sim, push_meter, set_params
 
 
 async def test_boxes_switch_to_one_phase_and_back_after_the_delay(site):

@@ -6,21 +6,12 @@ from __future__ import annotations
 
 import pytest
 
-from tests.control.helpers import clocked_app
-
 BAD_RULES = [
     [{"mode": 9}],
     [{"cond": {"type": "formula", "value": "16000 -"}, "action": {"type": "end"}}],
     [{"action": {"type": "goto"}}],
     [{"mode": 0, "current": 6000, "colour": "red"}],
 ]
-
-
-@pytest.fixture
-async def site(tmp_path):
-    async with clocked_app(tmp_path / "data") as running:
-        running.app.auth.max_delay_s = 0.0
-        yield running
 
 
 async def e1_config(site) -> dict:
