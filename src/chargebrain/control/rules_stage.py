@@ -179,12 +179,27 @@ class RulesStage:
 
     def __init__(self, tz: tzinfo | None = None) -> None:
         self.tz = tz
-        self._programs: dict[str, Program] = {}
+        self._programs: dict[str, Program] = {}  # by content (JSON)
+        self._by_identity: dict[int, tuple[Sequence[Any], Program]] = {}
         self._memory: dict[tuple[str, str], RuleMemory] = {}
         self.last: dict[str, RulesVerdict] = {}
 
     def program(self, rules: Sequence[Any]) -> Program:
-        """The compiled form of a rule list (validated models or checked JSON objects)."""
+        """The compiled form of a rule list (validated models or checked JSON objects).
+
+        The same list object (a device's or user's configuration, replaced, never edited in
+        place, when it changes) is answered by identity: dumping every EVSE's rules to JSON
+        for the content key every cycle cost ~19 ms per 1000 EVSEs."""
+        seen = self._by_identity.get(id(rules))
+        if seen is not None and seen[0] is rules:
+            return seen[1]
+        program = self._compiled(rules)
+        if len(self._by_identity) > 1024:
+            self._by_identity.clear()
+        self._by_identity[id(rules)] = (rules, program)  # the reference keeps the id unique
+        return program
+
+    def _compiled(self, rules: Sequence[Any]) -> Program:
         raw = [r.model_dump(by_alias=True) if hasattr(r, "model_dump") else r for r in rules]
         key = json.dumps(raw, sort_keys=True)
         program = self._programs.get(key)
